@@ -1,0 +1,234 @@
+// Command ftpsgate is a TLS-offloading FTPS reverse proxy: it gives the
+// users of plain FTP servers explicit (AUTH TLS) and implicit FTPS.
+//
+//	ftpsgate serve --backend 10.0.0.5:21 --cert cert.pem --key key.pem
+//	ftpsgate serve --config /etc/ftpsgate/ftpsgate.toml
+//	ftpsgate check --config /etc/ftpsgate/ftpsgate.toml
+//	ftpsgate demo
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/ftpsgate/ftpsgate/proxy"
+	"github.com/ftpsgate/ftpsgate/tlsoffload"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+func main() {
+	app := &cli.App{
+		Name:    "ftpsgate",
+		Usage:   "TLS-offloading FTPS reverse proxy for plain FTP servers",
+		Version: versionString(),
+		Commands: []*cli.Command{
+			serveCommand(),
+			checkCommand(),
+			demoCommand(),
+			{
+				Name:  "version",
+				Usage: "print the version",
+				Action: func(c *cli.Context) error {
+					fmt.Fprintln(c.App.Writer, "ftpsgate", versionString())
+					return nil
+				},
+			},
+		},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "ftpsgate:", err)
+		os.Exit(1)
+	}
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	v := "devel"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += " " + s.Value[:12]
+			}
+		}
+	}
+	return v
+}
+
+var configFlag = &cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "TOML configuration `FILE`"}
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run the proxy",
+		Flags: []cli.Flag{
+			configFlag,
+			&cli.StringFlag{Name: "listen", Usage: "explicit FTPS (AUTH TLS) listen `ADDRESS`, e.g. :21"},
+			&cli.StringFlag{Name: "implicit-listen", Usage: "implicit FTPS listen `ADDRESS`, e.g. :990"},
+			&cli.StringSliceFlag{Name: "backend", Usage: "plain FTP backend `HOST:PORT` (repeatable)"},
+			&cli.StringFlag{Name: "passive-ports", Usage: "passive data port `RANGE`, e.g. 50000-50999"},
+			&cli.StringFlag{Name: "public-host", Usage: "IPv4 `ADDRESS` announced in PASV replies"},
+			&cli.StringFlag{Name: "cert", Usage: "PEM certificate chain `FILE`"},
+			&cli.StringFlag{Name: "key", Usage: "PEM private key `FILE`"},
+			&cli.StringFlag{Name: "log-format", Usage: "json or console"},
+			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error"},
+		},
+		Action: func(c *cli.Context) error {
+			st, err := loadSettings(c)
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(os.Stdout, st.logLevel, st.logFormat)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return run(ctx, st, log, nil)
+		},
+	}
+}
+
+func checkCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "check",
+		Usage: "validate a configuration file and print every error with its line",
+		Flags: []cli.Flag{configFlag},
+		Action: func(c *cli.Context) error {
+			path := c.String("config")
+			if path == "" {
+				return errors.New("check: --config FILE is required")
+			}
+			st, err := loadSettings(c)
+			if err == nil {
+				_, err = tlsoffload.New(st.tls)
+			}
+			if err != nil {
+				for _, e := range unjoin(err) {
+					fmt.Fprintln(c.App.ErrWriter, e)
+				}
+				return cli.Exit("", 1)
+			}
+			fmt.Fprintf(c.App.Writer, "%s: ok\n", path)
+			return nil
+		},
+	}
+}
+
+// unjoin splits errors joined with errors.Join, so each prints on its line.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, unjoin(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// loadSettings reads --config if given and lets the flags override it.
+func loadSettings(c *cli.Context) (settings, error) {
+	fc, lines, path := &fileConfig{}, (*keyLines)(nil), "command line"
+	if p := c.String("config"); p != "" {
+		var err error
+		fc, lines, err = loadFile(p)
+		if err != nil {
+			return settings{}, err
+		}
+		path = p
+	}
+	flag := func(name string, dst *string) {
+		if c.IsSet(name) {
+			*dst = c.String(name)
+		}
+	}
+	flag("listen", &fc.Listen.Explicit)
+	flag("implicit-listen", &fc.Listen.Implicit)
+	flag("passive-ports", &fc.Listen.PassivePorts)
+	flag("public-host", &fc.Listen.PublicHost)
+	flag("cert", &fc.TLS.CertFile)
+	flag("key", &fc.TLS.KeyFile)
+	flag("log-format", &fc.Log.Format)
+	flag("log-level", &fc.Log.Level)
+	if c.IsSet("backend") {
+		fc.Backend = fc.Backend[:0]
+		for _, b := range c.StringSlice("backend") {
+			fc.Backend = append(fc.Backend, struct {
+				Address string `toml:"address"`
+				Name    string `toml:"name"`
+			}{Address: b})
+		}
+	}
+	return fc.build(path, lines)
+}
+
+// run serves until ctx is done. ready, if not nil, is called once the
+// listeners are open.
+func run(ctx context.Context, st settings, log zerolog.Logger, ready func(*proxy.Server)) error {
+	off, err := tlsoffload.New(st.tls)
+	if err != nil {
+		return err
+	}
+	if off.SelfSigned() {
+		log.Warn().Str("fingerprint", off.Fingerprint()).
+			Msg("no certificate configured: serving a self-signed one; clients will warn")
+	}
+	st.proxy.TLSConfig = off.TLSConfig()
+	st.proxy.Logger = log
+	srv, err := proxy.New(st.proxy)
+	if err != nil {
+		return err
+	}
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	if ready != nil {
+		ready(srv)
+	}
+	log.Info().Str("version", versionString()).Int("backends", len(st.proxy.Backends)).
+		Stringer("passive_ports", st.proxy.PassivePorts).Msg("ftpsgate started")
+	err = srv.Serve(ctx)
+	log.Info().Msg("ftpsgate stopped")
+	return err
+}
+
+func parseLevel(s string) (zerolog.Level, error) {
+	if s == "" {
+		return zerolog.InfoLevel, nil
+	}
+	l, err := zerolog.ParseLevel(strings.ToLower(s))
+	if err != nil || l == zerolog.NoLevel {
+		return 0, fmt.Errorf("log.level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// newLogger builds the one root logger everything else derives from.
+func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
+	l, err := parseLevel(level)
+	if err != nil {
+		return zerolog.Logger{}, err
+	}
+	if format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(w).Level(l).With().Timestamp().Logger(), nil
+}

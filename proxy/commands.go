@@ -1,0 +1,438 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ftpsgate/ftpsgate/ftpctl"
+)
+
+// need is what a command requires of the session before it may run.
+type need uint8
+
+const (
+	anytime  need = iota
+	loggedIn      // the backend said 230
+)
+
+type rule struct {
+	need need
+	do   func(*session, ftpctl.Command) error
+}
+
+// commands is the proxy's whole policy: what happens to each verb. A verb
+// not listed is relayed verbatim once a backend is dialled, and refused
+// with 530 before that.
+var commands = map[string]rule{
+	"AUTH": {do: (*session).auth},                    // TLS ends here, RFC 4217 section 4
+	"PBSZ": {do: (*session).pbsz},                    // answered locally: never reaches the backend
+	"PROT": {do: (*session).protect},                 // answered locally
+	"CCC":  {do: (*session).refuseCCC},               // the control channel stays protected
+	"FEAT": {do: (*session).feat},                    // ours merged with the backend's
+	"NOOP": {do: (*session).noop},                    // answered locally
+	"QUIT": {do: (*session).quit},                    // answered locally, backend told politely
+	"USER": {do: (*session).userCmd},                 // backend dialled here
+	"PASS": {do: (*session).login},                   // relayed once, never logged
+	"ACCT": {do: (*session).login},                   // relayed, never logged
+	"HOST": {do: (*session).hostCmd},                 // remembered, replayed to the backend
+	"OPTS": {do: (*session).opts},                    // UTF8 ON remembered before login
+	"SYST": {do: (*session).syst},                    // local before login, the backend's after
+	"PASV": {need: loggedIn, do: (*session).passive}, // 227 rewritten
+	"EPSV": {need: loggedIn, do: (*session).passive}, // 229 rewritten
+	"PORT": {do: (*session).refuseActive},
+	"EPRT": {do: (*session).refuseActive},
+	"LPRT": {do: (*session).refuseActive},
+	"LPSV": {do: (*session).refuseLong},
+	"REIN": {do: (*session).notImplemented}, // would reset TLS state; RFC 4217 section 13
+	"ADAT": {do: (*session).notImplemented},
+	"MIC":  {do: (*session).notImplemented},
+	"CONF": {do: (*session).notImplemented},
+	"ENC":  {do: (*session).notImplemented},
+	"RETR": {need: loggedIn, do: (*session).transfer},
+	"LIST": {need: loggedIn, do: (*session).transfer},
+	"NLST": {need: loggedIn, do: (*session).transfer},
+	"MLSD": {need: loggedIn, do: (*session).transfer},
+	"STOR": {need: loggedIn, do: (*session).transfer},
+	"STOU": {need: loggedIn, do: (*session).transfer},
+	"APPE": {need: loggedIn, do: (*session).transfer},
+}
+
+// transferDirection is the way data flows for each data-transfer verb.
+var transferDirection = map[string]direction{
+	"RETR": download, "LIST": download, "NLST": download, "MLSD": download,
+	"STOR": upload, "STOU": upload, "APPE": upload,
+}
+
+func (s *session) dispatch(cmd ftpctl.Command) error {
+	r, ok := commands[cmd.Verb]
+	if !ok {
+		if s.backend == nil {
+			return s.reply(ftpctl.CodeNotLoggedIn, "Please log in with USER and PASS.")
+		}
+		return s.relay(cmd)
+	}
+	if r.need == loggedIn && s.phase != phaseLoggedIn {
+		return s.reply(ftpctl.CodeNotLoggedIn, "Please log in with USER and PASS.")
+	}
+	return r.do(s, cmd)
+}
+
+// auth starts TLS on the control connection (RFC 4217 section 4).
+func (s *session) auth(cmd ftpctl.Command) error {
+	mech := strings.ToUpper(strings.TrimSpace(cmd.Arg))
+	switch {
+	case s.secured:
+		return s.reply(ftpctl.CodeBadSequence, "Already using TLS.")
+	case s.backend != nil:
+		return s.reply(ftpctl.CodeBadSequence, "AUTH must come before USER.")
+	case mech != "TLS" && mech != "TLS-C" && mech != "SSL" && mech != "TLS-P":
+		return s.reply(ftpctl.CodeParamNotImpl, "AUTH type not supported; use AUTH TLS.")
+	}
+	if err := s.reply(ftpctl.CodeAuthOK, "AUTH "+mech+" successful."); err != nil {
+		return err
+	}
+	// Bytes behind AUTH that arrived before the handshake: a ClientHello sent
+	// eagerly belongs to TLS; anything else is plaintext that an attacker on
+	// the path could have injected, and must not be run as commands after
+	// TLS (the STARTTLS injection class, CVE-2011-0411).
+	var pending []byte
+	if n := s.br.Buffered(); n > 0 {
+		b, _ := s.br.Peek(n)
+		if b[0] != 0x16 {
+			s.log.Warn().Int("bytes", n).Msg("plaintext pipelined behind AUTH refused; closing")
+			return errInjection
+		}
+		pending = append([]byte(nil), b...)
+	}
+	if err := s.startTLS(pending); err != nil {
+		return err
+	}
+	// State learned in plaintext is not trusted after TLS.
+	s.prot, s.host, s.utf8 = 'C', "", false
+	if mech == "SSL" || mech == "TLS-P" {
+		// Pre-RFC 4217 clients expect AUTH SSL to protect data as well.
+		s.prot = 'P'
+	}
+	return nil
+}
+
+func (s *session) pbsz(cmd ftpctl.Command) error {
+	if !s.secured {
+		return s.reply(ftpctl.CodeBadSequence, "PBSZ requires AUTH TLS first.")
+	}
+	// TLS is a streaming protection mechanism: the buffer size is 0
+	// whatever the client asked (RFC 4217 section 8).
+	return s.reply(ftpctl.CodeOK, "PBSZ=0")
+}
+
+func (s *session) protect(cmd ftpctl.Command) error {
+	if !s.secured {
+		return s.reply(ftpctl.CodeBadSequence, "PROT requires AUTH TLS first.")
+	}
+	switch level := strings.ToUpper(strings.TrimSpace(cmd.Arg)); level {
+	case "C":
+		if s.cfg.RequireDataProtection {
+			return s.reply(ftpctl.CodePolicyDenied, "Data connections must be protected: use PROT P.")
+		}
+		s.prot = 'C'
+		return s.reply(ftpctl.CodeOK, "Protection level set to Clear.")
+	case "P":
+		s.prot = 'P'
+		return s.reply(ftpctl.CodeOK, "Protection level set to Private.")
+	case "S", "E":
+		return s.reply(ftpctl.CodeProtNotSupported, "Protection level not supported.")
+	}
+	return s.reply(ftpctl.CodeParamNotImpl, "Unknown protection level.")
+}
+
+func (s *session) refuseCCC(ftpctl.Command) error {
+	return s.reply(ftpctl.CodePolicyDenied, "CCC not allowed: the control connection stays protected.")
+}
+
+// ownFeatures are the features the proxy itself provides, whatever the
+// backend has.
+var ownFeatures = []string{"AUTH TLS", "AUTH SSL", "PBSZ", "PROT", "PASV", "EPSV"}
+
+// notRelayedFeatures are backend features the proxy answers for, or cannot
+// pass on: security and data-connection ones.
+var notRelayedFeatures = []string{"AUTH", "PBSZ", "PROT", "CCC", "ADAT", "PASV", "EPSV", "EPRT", "LPSV", "LPRT", "SPSV", "HOST", "SSCN", "CPSV"}
+
+func (s *session) feat(ftpctl.Command) error {
+	feats := slices.Clone(ownFeatures)
+	if s.backend != nil {
+		rep, err := s.backend.roundTrip(ftpctl.Command{Verb: "FEAT"})
+		if err != nil {
+			return s.backendLost(err)
+		}
+		for _, f := range ftpctl.ParseFeat(rep) {
+			if !slices.Contains(notRelayedFeatures, ftpctl.FeatureName(f)) {
+				feats = append(feats, f)
+			}
+		}
+	} else if s.host == "" {
+		feats = append(feats, "HOST")
+	}
+	return s.send(ftpctl.FeatReply(feats))
+}
+
+func (s *session) noop(ftpctl.Command) error {
+	return s.reply(ftpctl.CodeOK, "NOOP ok.")
+}
+
+func (s *session) quit(ftpctl.Command) error {
+	if s.backend != nil {
+		// Politely, but without waiting long for a backend that won't answer.
+		s.backend.conn.SetDeadline(time.Now().Add(time.Second))
+		s.backend.roundTrip(ftpctl.Command{Verb: "QUIT"})
+	}
+	s.reply(ftpctl.CodeClosing, "Goodbye.")
+	return errQuit
+}
+
+func (s *session) userCmd(cmd ftpctl.Command) error {
+	if !s.secured && !s.cfg.PlainAllowed {
+		s.log.Warn().Str("user", cmd.Arg).Msg("login refused: no TLS")
+		return s.reply(ftpctl.CodeNotLoggedIn, "TLS required: send AUTH TLS before USER.")
+	}
+	if s.backend == nil {
+		if err := s.connectBackend(); err != nil {
+			return err
+		}
+	}
+	s.user = cmd.Arg
+	s.phase = phaseLoggingIn
+	return s.login(cmd)
+}
+
+// login relays USER, PASS and ACCT and follows the outcome.
+func (s *session) login(cmd ftpctl.Command) error {
+	if s.backend == nil {
+		return s.reply(ftpctl.CodeBadSequence, "Login with USER first.")
+	}
+	rep, err := s.relayReply(cmd)
+	if err != nil {
+		return err
+	}
+	switch {
+	case rep.Code == ftpctl.CodeLoggedIn && s.phase != phaseLoggedIn:
+		s.phase = phaseLoggedIn
+		s.log = s.log.With().Str("user", s.user).Logger()
+		s.log.Info().Msg("login")
+	case rep.Code.Class() == ftpctl.ClassPermanent || rep.Code.Class() == ftpctl.ClassTransient:
+		s.log.Warn().Str("user", s.user).Int("code", int(rep.Code)).Msg("login failed")
+	}
+	return nil
+}
+
+// connectBackend dials the backends in turn until one greets, then replays
+// what the client said before there was a backend.
+func (s *session) connectBackend() error {
+	for _, b := range s.srv.pool.order() {
+		bc, err := dialBackend(s.ctx, b, s.cfg.Timeouts.backendDial(), s.cfg.MaxLine)
+		if err != nil {
+			s.log.Warn().Err(err).Str("backend", b.name()).Msg("backend unavailable")
+			continue
+		}
+		s.backend = bc
+		context.AfterFunc(s.ctx, func() { bc.conn.Close() })
+		s.backEPSV = !bc.ip.Is4()
+		s.log = s.log.With().Str("backend", b.name()).Logger()
+		if s.host != "" {
+			s.replay(ftpctl.Command{Verb: "HOST", Arg: s.host})
+		}
+		if s.utf8 {
+			s.replay(ftpctl.Command{Verb: "OPTS", Arg: "UTF8 ON"})
+		}
+		return nil
+	}
+	s.reply(ftpctl.CodeNotAvailable, "No backend available, closing control connection.")
+	return errNoBackend
+}
+
+// replay sends the backend a command the proxy already answered; the
+// backend's answer does not matter to the client.
+func (s *session) replay(cmd ftpctl.Command) {
+	if rep, err := s.backend.roundTrip(cmd); err != nil || rep.Code.Class() != ftpctl.ClassCompletion {
+		s.log.Debug().Err(err).Str("command", cmd.Verb).Int("code", int(rep.Code)).Msg("backend declined replayed command")
+	}
+}
+
+func (s *session) hostCmd(cmd ftpctl.Command) error {
+	if s.backend != nil {
+		return s.reply(ftpctl.CodeBadSequence, "HOST must come before USER.")
+	}
+	s.host = strings.TrimSpace(cmd.Arg)
+	return s.reply(ftpctl.CodeReady, "HOST accepted.")
+}
+
+func (s *session) opts(cmd ftpctl.Command) error {
+	if s.backend != nil {
+		return s.relay(cmd)
+	}
+	if strings.EqualFold(strings.TrimSpace(cmd.Arg), "UTF8 ON") {
+		s.utf8 = true
+		return s.reply(ftpctl.CodeOK, "UTF8 set to on.")
+	}
+	return s.reply(ftpctl.CodeNotLoggedIn, "Please log in with USER and PASS.")
+}
+
+func (s *session) syst(cmd ftpctl.Command) error {
+	if s.backend != nil {
+		return s.relay(cmd)
+	}
+	return s.reply(215, "UNIX Type: L8")
+}
+
+func (s *session) refuseActive(ftpctl.Command) error {
+	return s.reply(ftpctl.CodeNotImplemented, "Active mode is not supported: use PASV or EPSV.")
+}
+
+func (s *session) refuseLong(ftpctl.Command) error {
+	return s.reply(ftpctl.CodeNotImplemented, "LPSV is not supported: use PASV or EPSV.")
+}
+
+func (s *session) notImplemented(ftpctl.Command) error {
+	return s.reply(ftpctl.CodeNotImplemented, "Command not implemented.")
+}
+
+// relay sends cmd to the backend and forwards every reply to it.
+func (s *session) relay(cmd ftpctl.Command) error {
+	_, err := s.relayReply(cmd)
+	return err
+}
+
+// relayReply is relay that also returns the final reply.
+func (s *session) relayReply(cmd ftpctl.Command) (ftpctl.Reply, error) {
+	if err := s.backend.send(cmd); err != nil {
+		return ftpctl.Reply{}, s.backendLost(err)
+	}
+	for {
+		rep, err := s.backend.r.ReadReply()
+		if err != nil {
+			return rep, s.backendLost(err)
+		}
+		if err := s.send(rep); err != nil {
+			return rep, err
+		}
+		if rep.Code == ftpctl.CodeNotAvailable {
+			s.log.Warn().Str("text", rep.Text()).Msg("backend closing the session")
+			return rep, errBackendLost
+		}
+		if rep.Code.Final() {
+			return rep, nil
+		}
+	}
+}
+
+// backendLost tells the client that the backend went away and ends the
+// session.
+func (s *session) backendLost(err error) error {
+	if errors.Is(err, errClientClosed) {
+		return err
+	}
+	var pe *ftpctl.ProtocolError
+	if errors.As(err, &pe) {
+		s.log.Warn().Err(err).Msg("backend sent a malformed reply")
+	} else {
+		s.log.Warn().Err(err).Msg("backend connection lost")
+	}
+	s.reply(ftpctl.CodeNotAvailable, "Backend connection lost, closing control connection.")
+	return errors.Join(errBackendLost, err)
+}
+
+// passive answers PASV and EPSV: it asks the backend for a passive port,
+// opens one of its own, and tells the client to connect there.
+func (s *session) passive(cmd ftpctl.Command) error {
+	extended := cmd.Verb == "EPSV"
+	arg := strings.ToUpper(strings.TrimSpace(cmd.Arg))
+	switch {
+	case extended && arg == "ALL":
+		s.epsvAll = true
+		return s.reply(ftpctl.CodeOK, "EPSV ALL ok.")
+	case extended && arg != "" && !(arg == "1" && s.localIP.Is4() || arg == "2" && s.localIP.Is6()):
+		return s.reply(ftpctl.CodeNetProtoNotSupp, "Network protocol not supported, use ("+familyOf(s.localIP)+")")
+	case !extended && s.epsvAll:
+		return s.reply(ftpctl.CodeBadSequence, "PASV not allowed after EPSV ALL.")
+	case s.cfg.RequireDataProtection && s.prot != 'P':
+		return s.reply(ftpctl.CodePolicyDenied, "Data connections must be protected: use PROT P.")
+	}
+	public := s.localIP
+	if s.cfg.PublicHost.IsValid() {
+		public = s.cfg.PublicHost.Unmap()
+	}
+	if !extended && !public.Is4() {
+		return s.reply(ftpctl.CodeNetProtoNotSupp, "PASV needs IPv4: use EPSV.")
+	}
+	if s.data != nil {
+		s.data.abort()
+		s.data = nil
+	}
+
+	port, rep, err := s.backendPassive()
+	if err != nil {
+		return err
+	}
+	if port == 0 {
+		return s.send(rep) // the backend's refusal, as it said it
+	}
+	dc, err := s.openPassive(netip.AddrPortFrom(s.backend.ip, port))
+	if err != nil {
+		s.log.Error().Err(err).Msg("no passive port")
+		return s.reply(ftpctl.CodeCannotOpenData, "Can't open passive connection.")
+	}
+	s.data = dc
+	s.log.Debug().Uint16("port", dc.port()).Uint16("backend_port", port).Msg("passive")
+	if extended {
+		return s.reply(ftpctl.CodeEnteringExtPassive, ftpctl.FormatEPSV(dc.port()))
+	}
+	return s.reply(ftpctl.CodeEnteringPassive, ftpctl.FormatPASV(netip.AddrPortFrom(public, dc.port())))
+}
+
+// backendPassive asks the backend for a passive port, with EPSV or PASV as
+// it supports, and returns its port. Only the port is used: a 227 may name
+// a private, NATed or 0.0.0.0 address, and the data connection goes to the
+// backend's control IP. A refusal is returned as the reply with port 0.
+func (s *session) backendPassive() (uint16, ftpctl.Reply, error) {
+	for try := 0; try < 2; try++ {
+		verb := "PASV"
+		if s.backEPSV {
+			verb = "EPSV"
+		}
+		rep, err := s.backend.roundTrip(ftpctl.Command{Verb: verb})
+		if err != nil {
+			return 0, rep, s.backendLost(err)
+		}
+		var port uint16
+		switch {
+		case verb == "PASV" && rep.Code == ftpctl.CodeEnteringPassive:
+			var ap netip.AddrPort
+			ap, err = ftpctl.ParsePASV(rep.Text())
+			port = ap.Port()
+		case verb == "EPSV" && rep.Code == ftpctl.CodeEnteringExtPassive:
+			port, err = ftpctl.ParseEPSV(rep.Text())
+		case rep.Code.Class() == ftpctl.ClassPermanent && try == 0 && s.backend.ip.Is4():
+			// 500/502: the backend lacks this verb; try the other one.
+			s.backEPSV = !s.backEPSV
+			continue
+		default:
+			return 0, rep, nil
+		}
+		if err != nil || port == 0 {
+			s.log.Warn().Err(err).Str("reply", rep.Text()).Msg("backend passive reply unusable")
+			return 0, ftpctl.NewReply(ftpctl.CodeCannotOpenData, "Can't open passive connection."), nil
+		}
+		return port, rep, nil
+	}
+	return 0, ftpctl.NewReply(ftpctl.CodeCannotOpenData, "Can't open passive connection."), nil
+}
+
+func familyOf(ip netip.Addr) string {
+	if ip.Is4() {
+		return "1"
+	}
+	return "2"
+}

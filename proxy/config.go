@@ -1,0 +1,175 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Config is everything a Server needs. The zero value of each field works
+// unless its comment says otherwise; defaults live in the getters below.
+type Config struct {
+	// Listen is the explicit-FTPS listener (AUTH TLS), e.g. ":21". Empty: none.
+	Listen string
+	// Implicit is the implicit-FTPS listener (TLS from the first byte), e.g.
+	// ":990". Empty: none. At least one of Listen and Implicit is required.
+	Implicit string
+
+	// PublicHost is the address written into 227 replies. Zero: the local
+	// address of the client's control connection, right when clients reach the
+	// proxy directly; behind NAT it must be the public address.
+	PublicHost netip.Addr
+	// PassivePorts is the range passive data listeners are taken from. Zero:
+	// any ephemeral port the system hands out.
+	PassivePorts PortRange
+
+	// Backends are the plain FTP servers behind the proxy; one is required.
+	// A session is given the next one in turn, and the one after if it cannot
+	// be dialled or does not greet.
+	Backends []Backend
+
+	// TLSConfig serves the control and data connections alike, so a data
+	// connection can resume the control connection's TLS session. Required.
+	TLSConfig *tls.Config
+	// PlainAllowed lets clients log in without AUTH TLS (tls.require = false).
+	// Zero: USER before AUTH TLS is answered 530, so no password crosses the
+	// network in clear.
+	PlainAllowed bool
+	// RequireDataProtection refuses unprotected data connections: PROT C is
+	// answered 536 and a data command before PROT P 534. Zero: PROT C allowed.
+	RequireDataProtection bool
+
+	// Banner is the text of the proxy's 220 greeting. Zero: "ftpsgate ready".
+	Banner string
+	// MaxLine bounds a command line; longer ones are answered 500 and discarded
+	// without being buffered. Zero: ftpctl.DefaultMaxLine (4 KiB).
+	MaxLine int
+
+	Timeouts Timeouts
+
+	// Logger receives one record per session event and per transfer. Zero:
+	// a disabled logger.
+	Logger zerolog.Logger
+}
+
+// Timeouts bound every blocking step; a zero field takes the default shown.
+type Timeouts struct {
+	Handshake   time.Duration // TLS handshake, control and data: 10s
+	Idle        time.Duration // control connection without a command, not while data moves; data connection without a byte: 5m
+	DataConnect time.Duration // passive port waiting for the client's connection: 30s
+	BackendDial time.Duration // dialling a backend and reading its 220: 10s
+}
+
+func (t Timeouts) handshake() time.Duration   { return orDefault(t.Handshake, 10*time.Second) }
+func (t Timeouts) idle() time.Duration        { return orDefault(t.Idle, 5*time.Minute) }
+func (t Timeouts) dataConnect() time.Duration { return orDefault(t.DataConnect, 30*time.Second) }
+func (t Timeouts) backendDial() time.Duration { return orDefault(t.BackendDial, 10*time.Second) }
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+func (c *Config) banner() string {
+	if c.Banner == "" {
+		return "ftpsgate ready"
+	}
+	return c.Banner
+}
+
+// Backend is one plain FTP server.
+type Backend struct {
+	Address string // host:port
+	Name    string // for logs; zero: Address
+}
+
+func (b Backend) name() string {
+	if b.Name == "" {
+		return b.Address
+	}
+	return b.Name
+}
+
+// PortRange is an inclusive range of TCP ports. The zero value means "any".
+type PortRange struct {
+	First, Last uint16
+}
+
+// ParsePortRange parses "50000-50999" (or a single port).
+func ParsePortRange(s string) (PortRange, error) {
+	lo, hi, found := strings.Cut(strings.TrimSpace(s), "-")
+	if !found {
+		hi = lo
+	}
+	first, err1 := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
+	last, err2 := strconv.ParseUint(strings.TrimSpace(hi), 10, 16)
+	if err1 != nil || err2 != nil || first == 0 || last < first {
+		return PortRange{}, fmt.Errorf("proxy: port range %q: want FIRST-LAST with 1 <= FIRST <= LAST <= 65535", s)
+	}
+	return PortRange{First: uint16(first), Last: uint16(last)}, nil
+}
+
+// UnmarshalText makes a PortRange a TOML string value.
+func (r *PortRange) UnmarshalText(b []byte) error {
+	p, err := ParsePortRange(string(b))
+	if err != nil {
+		return err
+	}
+	*r = p
+	return nil
+}
+
+func (r PortRange) String() string {
+	if r == (PortRange{}) {
+		return "any"
+	}
+	return fmt.Sprintf("%d-%d", r.First, r.Last)
+}
+
+// Size is the number of ports in the range; 0 for "any".
+func (r PortRange) Size() int {
+	if r == (PortRange{}) {
+		return 0
+	}
+	return int(r.Last) - int(r.First) + 1
+}
+
+// Validate reports every problem with c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Listen == "" && c.Implicit == "" {
+		errs = append(errs, errors.New("proxy: no listener: set an explicit or an implicit listen address"))
+	}
+	for _, a := range []string{c.Listen, c.Implicit} {
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("proxy: listen address %q: %w", a, err))
+		}
+	}
+	if len(c.Backends) == 0 {
+		errs = append(errs, errors.New("proxy: no backend"))
+	}
+	for _, b := range c.Backends {
+		if _, _, err := net.SplitHostPort(b.Address); err != nil {
+			errs = append(errs, fmt.Errorf("proxy: backend address %q: %w", b.Address, err))
+		}
+	}
+	if c.PublicHost.IsValid() && !c.PublicHost.Unmap().Is4() {
+		errs = append(errs, fmt.Errorf("proxy: public host %s: PASV replies can carry only an IPv4 address", c.PublicHost))
+	}
+	if c.TLSConfig == nil {
+		errs = append(errs, errors.New("proxy: no TLS configuration"))
+	}
+	return errors.Join(errs...)
+}

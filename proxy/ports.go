@@ -1,0 +1,90 @@
+package proxy
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+)
+
+// errNoPassivePort is returned when every port of the passive range is
+// taken.
+var errNoPassivePort = errors.New("proxy: no free passive port")
+
+// maxBindFailures bounds how many ports of the range are tried when the
+// system refuses them (another program holds them), so a crowded range costs
+// a few system calls, not thousands.
+const maxBindFailures = 64
+
+// portAllocator hands out passive data listeners from a range. A port is
+// never handed to two sessions at once: the allocator remembers its own, and
+// the system refuses ports held by anyone else.
+type portAllocator struct {
+	r     PortRange
+	mu    sync.Mutex
+	inUse map[uint16]bool // guarded by mu
+}
+
+func newPortAllocator(r PortRange) *portAllocator {
+	return &portAllocator{r: r, inUse: make(map[uint16]bool)}
+}
+
+// listen opens a listener on ip with a port from the range, starting at a
+// random place so that ports cannot be predicted and stolen. The returned
+// release must be called once the listener is closed.
+func (a *portAllocator) listen(ip netip.Addr) (net.Listener, func(), error) {
+	if a.r.Size() == 0 {
+		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+		if err != nil {
+			return nil, nil, err
+		}
+		return ln, func() {}, nil
+	}
+	size := a.r.Size()
+	start := rand.IntN(size)
+	failures := 0
+	var lastErr error
+	for i := range size {
+		port := a.r.First + uint16((start+i)%size)
+		if !a.reserve(port) {
+			continue
+		}
+		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, port)))
+		if err == nil {
+			return ln, func() { a.unreserve(port) }, nil
+		}
+		a.unreserve(port)
+		lastErr = err
+		if failures++; failures >= maxBindFailures {
+			break
+		}
+	}
+	if lastErr != nil {
+		return nil, nil, errors.Join(errNoPassivePort, lastErr)
+	}
+	return nil, nil, errNoPassivePort
+}
+
+func (a *portAllocator) reserve(port uint16) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.inUse[port] {
+		return false
+	}
+	a.inUse[port] = true
+	return true
+}
+
+func (a *portAllocator) unreserve(port uint16) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.inUse, port)
+}
+
+// inUseCount is the number of passive ports held now.
+func (a *portAllocator) inUseCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.inUse)
+}

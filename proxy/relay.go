@@ -1,0 +1,112 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// copyBufSize is one read's worth of data relay: two TLS records.
+const copyBufSize = 32 << 10
+
+// spliceChunk is how much a plain-to-plain copy moves per io.CopyN call:
+// small enough that the idle deadline, refreshed per chunk, stays meaningful
+// on slow links, large enough that the kernel's splice does the work.
+const spliceChunk = 256 << 10
+
+var copyBufs = sync.Pool{New: func() any { return new([copyBufSize]byte) }}
+
+// relayData copies src to dst until src ends, then half-closes dst so the
+// receiver sees the end of the data: close_notify and FIN on TLS, FIN on TCP.
+// A side that sends nothing for idle fails the copy; idle 0 waits forever
+// (or until the caller sets a deadline).
+func relayData(dst, src net.Conn, idle time.Duration) (int64, error) {
+	var (
+		n   int64
+		err error
+	)
+	dt, dPlain := dst.(*net.TCPConn)
+	_, sPlain := src.(*net.TCPConn)
+	if dPlain && sPlain {
+		n, err = copySplice(dt, src, idle)
+	} else {
+		n, err = copyBuffered(dst, src, idle)
+	}
+	if err != nil {
+		return n, err
+	}
+	// The data is all written; a receiver that hung up as soon as it had
+	// counted its bytes makes close_notify fail, and that loses nothing.
+	closeWrite(dst)
+	return n, nil
+}
+
+// copySplice moves bytes between two TCP sockets through io.CopyN, which the
+// runtime turns into splice(2): no copy through user space.
+func copySplice(dst *net.TCPConn, src net.Conn, idle time.Duration) (int64, error) {
+	var n int64
+	for {
+		if idle > 0 {
+			deadline := time.Now().Add(idle)
+			src.SetReadDeadline(deadline)
+			dst.SetWriteDeadline(deadline)
+		}
+		m, err := io.CopyN(dst, src, spliceChunk)
+		n += m
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// copyBuffered is the copy loop for a TLS end, with a pooled buffer
+// (io.CopyBuffer would ignore it beside a *net.TCPConn).
+func copyBuffered(dst, src net.Conn, idle time.Duration) (int64, error) {
+	bp := copyBufs.Get().(*[copyBufSize]byte)
+	defer copyBufs.Put(bp)
+	var n int64
+	for {
+		var deadline time.Time
+		if idle > 0 {
+			deadline = time.Now().Add(idle)
+			src.SetReadDeadline(deadline)
+		}
+		nr, rerr := src.Read(bp[:])
+		if nr > 0 {
+			dst.SetWriteDeadline(deadline)
+			nw, werr := dst.Write(bp[:nr])
+			n += int64(nw)
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
+
+// closeWrite half-closes c at both layers: tls.Conn.CloseWrite sends only
+// close_notify (which GnuTLS-based clients such as lftp insist on), the FIN
+// comes from the TCP socket underneath.
+func closeWrite(c net.Conn) error {
+	if tc, ok := c.(*tls.Conn); ok {
+		if err := tc.CloseWrite(); err != nil {
+			return err
+		}
+		c = tc.NetConn()
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		return tc.CloseWrite()
+	}
+	return nil
+}

@@ -1,0 +1,204 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// listenerKind says how a listener's clients start: in plaintext, expected
+// to send AUTH TLS, or with TLS from the first byte.
+type listenerKind uint8
+
+const (
+	explicitTLS listenerKind = iota
+	implicitTLS
+)
+
+func (k listenerKind) String() string {
+	if k == implicitTLS {
+		return "implicit"
+	}
+	return "explicit"
+}
+
+// Server accepts FTPS clients and relays their sessions to the backends.
+type Server struct {
+	cfg   Config
+	log   zerolog.Logger
+	pool  *pool
+	ports *portAllocator
+
+	mu        sync.Mutex
+	listeners map[listenerKind]net.Listener // guarded by mu
+	sessions  map[*session]struct{}         // guarded by mu
+	wg        sync.WaitGroup                // accept loops and sessions
+}
+
+// New checks cfg and returns a Server that is not yet listening.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Server{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		pool:      newPool(cfg.Backends),
+		ports:     newPortAllocator(cfg.PassivePorts),
+		listeners: make(map[listenerKind]net.Listener),
+		sessions:  make(map[*session]struct{}),
+	}, nil
+}
+
+// Listen opens the configured listeners, so that a caller learns of a port
+// in use before serving, and tests can listen on port 0 and ask Addr.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for kind, addr := range map[listenerKind]string{explicitTLS: s.cfg.Listen, implicitTLS: s.cfg.Implicit} {
+		if addr == "" || s.listeners[kind] != nil {
+			continue
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range s.listeners {
+				l.Close()
+			}
+			clear(s.listeners)
+			return err
+		}
+		s.listeners[kind] = ln
+	}
+	return nil
+}
+
+// ExplicitAddr returns the explicit listener's address, or nil.
+func (s *Server) ExplicitAddr() net.Addr { return s.addr(explicitTLS) }
+
+// ImplicitAddr returns the implicit listener's address, or nil.
+func (s *Server) ImplicitAddr() net.Addr { return s.addr(implicitTLS) }
+
+func (s *Server) addr(kind listenerKind) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ln := s.listeners[kind]; ln != nil {
+		return ln.Addr()
+	}
+	return nil
+}
+
+// Serve accepts clients on every listener (calling Listen first if needed)
+// until ctx is done, then closes the listeners, ends every session and
+// returns once all of them are gone.
+func (s *Server) Serve(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	s.mu.Lock()
+	errc := make(chan error, len(s.listeners))
+	for kind, ln := range s.listeners {
+		s.log.Info().Str("listener", kind.String()).Stringer("addr", ln.Addr()).Msg("listening")
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			errc <- s.acceptLoop(ctx, ln, kind)
+		}()
+	}
+	n := len(s.listeners)
+	s.mu.Unlock()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc: // a listener failed for good: stop everything
+		n--
+	}
+	cancel()
+	s.mu.Lock()
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	for ; n > 0; n-- {
+		<-errc
+	}
+	s.wg.Wait()
+	return err
+}
+
+// ActiveSessions returns the number of sessions being served.
+func (s *Server) ActiveSessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, kind listenerKind) error {
+	var delay time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors and the like: back off as net/http does
+			// rather than spin, and keep serving.
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn().Err(err).Dur("retry_in", delay).Msg("accept failed")
+				select {
+				case <-time.After(delay):
+				case <-ctx.Done():
+					return nil
+				}
+				continue
+			}
+			s.log.Error().Err(err).Str("listener", kind.String()).Msg("listener failed")
+			return err
+		}
+		delay = 0
+		sess := newSession(s, conn, kind)
+		s.mu.Lock()
+		s.sessions[sess] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			sess.serve(ctx)
+			s.mu.Lock()
+			delete(s.sessions, sess)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// newID returns a random session id: short enough to read in a log, long
+// enough not to repeat among the sessions of a day.
+func newID() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// keepAlive turns on TCP keepalive, so a peer that vanished without a FIN is
+// noticed on idle control connections and stalled data connections.
+func keepAlive(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 60 * time.Second, Interval: 15 * time.Second, Count: 4})
+	}
+}

@@ -1,0 +1,306 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ftpsgate/ftpsgate/ftpctl"
+)
+
+// phase is where a session stands in its login.
+type phase uint8
+
+const (
+	phaseConnected phase = iota // no backend yet: the proxy answers alone
+	phaseLoggingIn              // backend dialled, USER relayed, no 230 yet
+	phaseLoggedIn               // the backend said 230
+)
+
+func (p phase) String() string {
+	switch p {
+	case phaseConnected:
+		return "connected"
+	case phaseLoggingIn:
+		return "logging-in"
+	}
+	return "logged-in"
+}
+
+// Reasons a session ends; each maps to the reason in the session-end record.
+var (
+	errQuit          = errors.New("quit")
+	errClientClosed  = errors.New("client closed")
+	errIdle          = errors.New("idle timeout")
+	errBackendLost   = errors.New("backend closed")
+	errNoBackend     = errors.New("no backend")
+	errHandshake     = errors.New("tls handshake failed")
+	errTLSOnExplicit = errors.New("tls on explicit port")
+	errInjection     = errors.New("plaintext pipelined behind auth")
+	errShutdown      = errors.New("shutdown")
+)
+
+// session is one client's control connection and everything hanging off it.
+type session struct {
+	srv  *Server
+	cfg  *Config
+	id   string
+	kind listenerKind
+	log  zerolog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // read-ahead and data channels
+
+	raw      net.Conn // the client's TCP connection
+	conn     net.Conn // raw, or the TLS connection on top of it
+	secured  bool     // conn is TLS
+	br       *bufio.Reader
+	cr       *ftpctl.Reader
+	clientIP netip.Addr
+	localIP  netip.Addr         // the proxy's address as the client reached it
+	ahead    chan commandResult // a command being read ahead during a transfer
+
+	phase    phase
+	prot     byte // 'C' or 'P', RFC 4217 section 9
+	user     string
+	host     string // HOST argument, replayed to the backend (RFC 7151)
+	utf8     bool   // OPTS UTF8 ON received before the backend was dialled
+	epsvAll  bool   // EPSV ALL: PASV is refused (RFC 2428 section 4)
+	backend  *backendConn
+	data     *dataChannel // passive channel waiting for its transfer
+	backEPSV bool         // ask the backend with EPSV rather than PASV
+
+	started   time.Time
+	bytesDown int64
+	bytesUp   int64
+	transfers int
+}
+
+type commandResult struct {
+	cmd ftpctl.Command
+	err error
+}
+
+func newSession(srv *Server, conn net.Conn, kind listenerKind) *session {
+	keepAlive(conn)
+	s := &session{
+		srv:      srv,
+		cfg:      &srv.cfg,
+		id:       newID(),
+		kind:     kind,
+		raw:      conn,
+		conn:     conn,
+		clientIP: addrOf(conn.RemoteAddr()),
+		localIP:  addrOf(conn.LocalAddr()),
+		prot:     'C',
+		started:  time.Now(),
+	}
+	s.log = srv.log.With().Str("session", s.id).Str("client", conn.RemoteAddr().String()).
+		Str("listener", kind.String()).Logger()
+	s.setReader(conn)
+	return s
+}
+
+func (s *session) setReader(c net.Conn) {
+	s.br = bufio.NewReaderSize(c, 4096)
+	s.cr = ftpctl.NewReader(s.br, s.cfg.MaxLine)
+}
+
+// serve runs the session to its end and logs how it ended.
+func (s *session) serve(ctx context.Context) {
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	stop := context.AfterFunc(s.ctx, func() { s.raw.Close() })
+	s.log.Info().Msg("session start")
+
+	err := s.run()
+	if ctx.Err() != nil && !errors.Is(err, errQuit) {
+		err = errShutdown
+	}
+
+	stop()
+	s.cancel()
+	if s.data != nil {
+		s.data.abort()
+	}
+	if s.backend != nil {
+		s.backend.conn.Close()
+	}
+	s.conn.Close()
+	s.raw.Close()
+	s.wg.Wait()
+
+	ev := s.log.Info()
+	if !isNormalEnd(err) {
+		ev = s.log.Warn().Err(err)
+	}
+	ev.Str("reason", endReason(err)).Dur("duration", time.Since(s.started)).
+		Int64("bytes_down", s.bytesDown).Int64("bytes_up", s.bytesUp).
+		Int("transfers", s.transfers).Msg("session end")
+}
+
+func isNormalEnd(err error) bool {
+	return errors.Is(err, errQuit) || errors.Is(err, errClientClosed) || errors.Is(err, errShutdown)
+}
+
+func endReason(err error) string {
+	for _, e := range []error{errQuit, errClientClosed, errIdle, errBackendLost, errNoBackend,
+		errHandshake, errTLSOnExplicit, errInjection, errShutdown} {
+		if errors.Is(err, e) {
+			return e.Error()
+		}
+	}
+	return "error"
+}
+
+// run is the session, top to bottom: greet (TLS first on the implicit
+// listener), then one command at a time until QUIT or an end.
+func (s *session) run() error {
+	if s.kind == implicitTLS {
+		if err := s.startTLS(nil); err != nil {
+			return err
+		}
+	}
+	if err := s.reply(ftpctl.CodeReady, s.cfg.banner()); err != nil {
+		return errClientClosed
+	}
+	for {
+		cmd, err := s.readCommand()
+		if err != nil {
+			if err = s.badInput(err); err != nil {
+				return err
+			}
+			continue
+		}
+		if cmd.Verb == "PASS" || cmd.Verb == "ACCT" {
+			s.log.Debug().Str("command", cmd.Redacted()).Msg("command")
+		} else {
+			s.log.Debug().Str("command", cmd.String()).Msg("command")
+		}
+		if err := s.dispatch(cmd); err != nil {
+			return err
+		}
+	}
+}
+
+// readCommand returns the next command: the one read ahead during a
+// transfer, if any, else a fresh one. No command within the idle timeout
+// ends the read with os.ErrDeadlineExceeded.
+func (s *session) readCommand() (ftpctl.Command, error) {
+	s.conn.SetReadDeadline(time.Now().Add(s.cfg.Timeouts.idle()))
+	if s.ahead != nil {
+		r := <-s.ahead
+		s.ahead = nil
+		return r.cmd, r.err
+	}
+	if !s.secured {
+		// A TLS ClientHello (record type 22) instead of a command is a client
+		// set up for implicit FTPS on the explicit port; our 220 has already
+		// broken its handshake, so say why in the log rather than answer noise.
+		if b, err := s.br.Peek(1); err == nil && b[0] == 0x16 {
+			return ftpctl.Command{}, errTLSOnExplicit
+		}
+	}
+	return s.cr.ReadCommand()
+}
+
+// readAhead starts reading the next command in the background, so that
+// ABOR can cut into a transfer. The result is taken by the transfer or by
+// the next readCommand.
+func (s *session) readAhead() <-chan commandResult {
+	if s.ahead == nil {
+		ch := make(chan commandResult, 1)
+		s.ahead = ch
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			cmd, err := s.cr.ReadCommand()
+			ch <- commandResult{cmd, err}
+		}()
+	}
+	return s.ahead
+}
+
+// badInput answers a read that produced no command, or returns the reason
+// the session ends.
+func (s *session) badInput(err error) error {
+	var pe *ftpctl.ProtocolError
+	switch {
+	case errors.Is(err, ftpctl.ErrLineTooLong):
+		s.log.Warn().Msg("command line too long")
+		return s.reply(ftpctl.CodeSyntaxError, "Command line too long.")
+	case errors.As(err, &pe):
+		s.log.Debug().Err(err).Msg("malformed command")
+		return s.reply(ftpctl.CodeSyntaxError, "Syntax error, command unrecognized.")
+	case errors.Is(err, errTLSOnExplicit):
+		s.log.Warn().Msg("tls handshake on the explicit port: the client is set up for implicit FTPS; closing")
+		return err
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.reply(ftpctl.CodeNotAvailable, "Idle timeout, closing control connection.")
+		return errIdle
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return errClientClosed
+	}
+	return errors.Join(errClientClosed, err)
+}
+
+// reply writes one reply to the client.
+func (s *session) reply(code ftpctl.Code, text string) error {
+	return s.send(ftpctl.NewReply(code, text))
+}
+
+func (s *session) send(r ftpctl.Reply) error {
+	s.conn.SetWriteDeadline(time.Now().Add(s.cfg.Timeouts.idle()))
+	if _, err := r.WriteTo(s.conn); err != nil {
+		return errors.Join(errClientClosed, err)
+	}
+	return nil
+}
+
+// startTLS runs the server handshake on the client connection. pending holds
+// bytes the client sent behind AUTH that belong to the handshake.
+func (s *session) startTLS(pending []byte) error {
+	var c net.Conn = s.raw
+	if len(pending) > 0 {
+		c = &prefixConn{Conn: s.raw, prefix: pending}
+	}
+	tc := tls.Server(c, s.cfg.TLSConfig)
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeouts.handshake())
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		s.log.Warn().Err(err).Msg("tls handshake failed")
+		return errors.Join(errHandshake, err)
+	}
+	st := tc.ConnectionState()
+	s.conn, s.secured = tc, true
+	s.setReader(tc)
+	s.log = s.log.With().Str("sni", st.ServerName).Str("tls_version", tls.VersionName(st.Version)).
+		Str("cipher", tls.CipherSuiteName(st.CipherSuite)).Bool("resumed", st.DidResume).Logger()
+	s.log.Info().Msg("tls established")
+	return nil
+}
+
+// prefixConn replays bytes already read from a connection before reading
+// more: a ClientHello that arrived in the same packet as AUTH TLS.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(b []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(b, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}

@@ -1,0 +1,195 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"time"
+
+	"github.com/ftpsgate/ftpsgate/ftpctl"
+)
+
+type replyResult struct {
+	rep ftpctl.Reply
+	err error
+}
+
+// transfer relays a data-transfer command over the pending passive channel.
+// 1xx replies pass at once; the final reply waits until every byte has
+// reached the receiver, or a client could see 226 before its last bytes.
+// ABOR from the client cuts in; any other command waits its turn.
+func (s *session) transfer(cmd ftpctl.Command) error {
+	dc := s.data
+	s.data = nil
+	if dc == nil {
+		return s.relay(cmd) // no PASV first: the backend says 425 itself
+	}
+	if s.cfg.RequireDataProtection && s.prot != 'P' {
+		dc.abort()
+		return s.reply(ftpctl.CodePolicyDenied, "Data connections must be protected: use PROT P.")
+	}
+	dir := transferDirection[cmd.Verb]
+	began := time.Now()
+	if err := s.backend.send(cmd); err != nil {
+		dc.abort()
+		return s.backendLost(err)
+	}
+	dc.begin(transferStart{protect: s.prot == 'P', dir: dir})
+	replies := s.readReplies()
+
+	// While data moves the client may say nothing for long: no idle
+	// deadline on the control connection now.
+	s.conn.SetReadDeadline(time.Time{})
+	commands := s.readAhead()
+
+	var (
+		final    *ftpctl.Reply
+		dataDone <-chan struct{}
+	)
+	for {
+		select {
+		case rr, ok := <-replies:
+			if !ok {
+				replies = nil
+				continue
+			}
+			if rr.err != nil {
+				dc.abort()
+				return s.backendLost(rr.err)
+			}
+			if !rr.rep.Code.Final() {
+				if err := s.send(rr.rep); err != nil {
+					dc.abort()
+					return err
+				}
+				continue
+			}
+			if rr.rep.Code.Class() != ftpctl.ClassCompletion {
+				// The backend gave up (425, 426, 451, 550...): so do we.
+				dc.abort()
+				return s.endTransfer(cmd, dir, dc, rr.rep, began)
+			}
+			final, dataDone = &rr.rep, dc.finished(dir)
+		case <-dataDone:
+			rep := *final
+			if _, err := dc.result(dir); err != nil {
+				s.log.Warn().Err(err).Str("verb", cmd.Verb).Msg("data connection failed")
+				rep = ftpctl.NewReply(ftpctl.CodeTransferAborted, "Data connection failed; transfer aborted.")
+			}
+			return s.endTransfer(cmd, dir, dc, rep, began)
+		case r := <-commands:
+			if r.err == nil && r.cmd.Verb == "ABOR" {
+				s.ahead = nil
+				return s.abortTransfer(cmd, dir, dc, replies, final, began)
+			}
+			// Anything else is answered after the transfer, in order:
+			// readCommand takes it from s.ahead.
+			commands = nil
+		case <-s.ctx.Done():
+			dc.abort()
+			return errShutdown
+		}
+	}
+}
+
+// readReplies reads the backend's replies to one command, up to and
+// including the final one, in the background.
+func (s *session) readReplies() <-chan replyResult {
+	ch := make(chan replyResult, 4)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(ch)
+		for {
+			rep, err := s.backend.r.ReadReply()
+			select {
+			case ch <- replyResult{rep, err}:
+			case <-s.ctx.Done():
+				return
+			}
+			if err != nil || rep.Code.Final() {
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// abortTransfer handles ABOR during a transfer (RFC 959 section 4.1.3): the
+// backend is told, both data sockets close, and the client gets the
+// transfer's final reply (426 unless it had completed) and then ABOR's.
+func (s *session) abortTransfer(cmd ftpctl.Command, dir direction, dc *dataChannel,
+	replies <-chan replyResult, final *ftpctl.Reply, began time.Time) error {
+	s.log.Info().Str("verb", cmd.Verb).Msg("transfer aborted by client")
+	if err := s.backend.send(ftpctl.Command{Verb: "ABOR"}); err != nil {
+		dc.abort()
+		return s.backendLost(err)
+	}
+	dc.abort()
+	for final == nil && replies != nil {
+		rr, ok := <-replies
+		if !ok {
+			break
+		}
+		if rr.err != nil {
+			return s.backendLost(rr.err)
+		}
+		if rr.rep.Code.Final() {
+			final = &rr.rep
+		} else if err := s.send(rr.rep); err != nil {
+			return err
+		}
+	}
+	rep := ftpctl.NewReply(ftpctl.CodeTransferAborted, "Transfer aborted.")
+	if final != nil && final.Code.Class() != ftpctl.ClassCompletion {
+		rep = *final
+	}
+	if err := s.endTransfer(cmd, dir, dc, rep, began); err != nil {
+		return err
+	}
+	return s.relayAnswer()
+}
+
+// relayAnswer forwards the backend's replies to a command the proxy sent on
+// the client's behalf (ABOR), through the final one.
+func (s *session) relayAnswer() error {
+	for {
+		rep, err := s.backend.r.ReadReply()
+		if err != nil {
+			return s.backendLost(err)
+		}
+		if err := s.send(rep); err != nil {
+			return err
+		}
+		if rep.Code.Final() {
+			return nil
+		}
+	}
+}
+
+// endTransfer forwards a transfer's final reply and logs the transfer.
+func (s *session) endTransfer(cmd ftpctl.Command, dir direction, dc *dataChannel, rep ftpctl.Reply, began time.Time) error {
+	// Every path here has either seen the direction finish or aborted the
+	// channel, which finishes it promptly.
+	<-dc.finished(dir)
+	n, _ := dc.result(dir)
+	if dir == upload {
+		s.bytesUp += n
+	} else {
+		s.bytesDown += n
+	}
+	s.transfers++
+	d := time.Since(began)
+	ev := s.log.Info()
+	if rep.Code.Class() != ftpctl.ClassCompletion {
+		ev = s.log.Warn()
+	}
+	ev = ev.Str("verb", cmd.Verb).Str("path", cmd.Arg).Str("direction", dir.String()).
+		Int64("bytes", n).Dur("duration", d).Str("prot", string(s.prot)).Int("code", int(rep.Code))
+	if secs := d.Seconds(); secs > 0 {
+		ev = ev.Float64("bytes_per_sec", float64(n)/secs)
+	}
+	if dc.tlsVersion != 0 {
+		ev = ev.Bool("data_resumed", dc.resumed).Str("data_tls_version", tls.VersionName(dc.tlsVersion))
+	}
+	ev.Msg("transfer")
+	return s.send(rep)
+}
