@@ -77,8 +77,9 @@ func (e configError) Error() string {
 	return fmt.Sprintf("%s: %s", e.File, e.Msg)
 }
 
-// loadFile reads and checks a configuration file. It returns every problem
-// found, each with its line, joined; a TOML syntax error stops at the first.
+// loadFile reads a configuration file. Unknown keys are errors, each with
+// its line, returned beside the decoded file so that build can report the
+// bad values too; a TOML syntax error returns no file.
 func loadFile(path string) (*fileConfig, *keyLines, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -30,7 +30,14 @@ import (
 var version = ""
 
 func main() {
-	app := &cli.App{
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "ftpsgate:", err)
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
 		Name:    "ftpsgate",
 		Usage:   "TLS-offloading FTPS reverse proxy for plain FTP servers",
 		Version: versionString(),
@@ -47,10 +54,6 @@ func main() {
 				},
 			},
 		},
-	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "ftpsgate:", err)
-		os.Exit(1)
 	}
 }
 
@@ -147,11 +150,11 @@ func unjoin(err error) []error {
 // loadSettings reads --config if given and lets the flags override it.
 func loadSettings(c *cli.Context) (settings, error) {
 	fc, lines, path := &fileConfig{}, (*keyLines)(nil), "command line"
+	var fileErr error
 	if p := c.String("config"); p != "" {
-		var err error
-		fc, lines, err = loadFile(p)
-		if err != nil {
-			return settings{}, err
+		fc, lines, fileErr = loadFile(p)
+		if fc == nil {
+			return settings{}, fileErr // unreadable or not TOML: nothing to check further
 		}
 		path = p
 	}
@@ -177,7 +180,8 @@ func loadSettings(c *cli.Context) (settings, error) {
 			}{Address: b})
 		}
 	}
-	return fc.build(path, lines)
+	st, err := fc.build(path, lines)
+	return st, errors.Join(fileErr, err)
 }
 
 // run serves until ctx is done. ready, if not nil, is called once the

@@ -1,0 +1,45 @@
+# ftpsgate: the commands a newcomer needs.
+#   make demo   run the proxy in front of an in-memory FTP server
+#   make test   install the test tools, then vet, race-test and fuzz everything
+
+GO       ?= go
+FUZZTIME ?= 10s
+# The interop matrix with real servers and clients takes a while.
+TESTTIMEOUT ?= 75m
+
+.PHONY: all build demo test setup lint unit fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ftpsgate ./cmd/ftpsgate
+
+demo:
+	$(GO) run ./cmd/ftpsgate demo
+
+test: setup lint unit fuzz
+
+# Real FTP servers and clients for the integration tests (idempotent).
+setup:
+	bash integration/setup.sh
+
+lint:
+	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout $(TESTTIMEOUT) ./...
+
+# Every fuzz target of ftpctl, briefly: a regression check on top of the
+# seed corpora that plain go test already runs.
+fuzz:
+	@set -e; out=$$(mktemp); trap 'rm -f $$out' EXIT; \
+	for f in $$($(GO) test -list '^Fuzz' ./ftpctl/ | grep '^Fuzz'); do \
+		echo "fuzz $$f ($(FUZZTIME))"; \
+		if ! $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./ftpctl/ >$$out 2>&1; then \
+			cat $$out; exit 1; fi; \
+	done; echo "fuzz: all targets passed"
+
+clean:
+	rm -rf bin

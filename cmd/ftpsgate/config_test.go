@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ftpsgate/ftpsgate/proxy"
+	"github.com/ftpsgate/ftpsgate/tlsoffload"
+)
+
+// runCLI runs the command line in-process and returns stdout, stderr and
+// the error.
+func runCLI(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	app := newApp()
+	var out, errOut bytes.Buffer
+	app.Writer, app.ErrWriter = &out, &errOut
+	app.ExitErrHandler = func(*cli.Context, error) {}
+	err := app.Run(append([]string{"ftpsgate"}, args...))
+	return out.String(), errOut.String(), err
+}
+
+// exampleWithCerts copies examples/ftpsgate.toml with its certificate paths
+// pointing at a certificate made for the test.
+func exampleWithCerts(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	cert, err := tlsoffload.SelfSigned([]string{"ftp.example.com"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600)
+	os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600)
+	src, err := os.ReadFile("../../examples/ftpsgate.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "ftpsgate.toml")
+	os.WriteFile(path, bytes.ReplaceAll(src, []byte("/etc/ftpsgate/"), []byte(dir+"/")), 0o600)
+	return path
+}
+
+func TestExamplesCheck(t *testing.T) {
+	for _, path := range []string{exampleWithCerts(t), "../../examples/minimal.toml"} {
+		out, errOut, err := runCLI(t, "check", "--config", path)
+		if err != nil || !strings.Contains(out, ": ok") {
+			t.Errorf("check %s: %v\n%s%s", path, err, out, errOut)
+		}
+	}
+}
+
+// TestExampleDocumentsEveryKey: every key the loader accepts appears in
+// examples/ftpsgate.toml, so the example stays the reference.
+func TestExampleDocumentsEveryKey(t *testing.T) {
+	src, err := os.ReadFile("../../examples/ftpsgate.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := indexKeys(src)
+	var walk func(prefix string, typ reflect.Type)
+	walk = func(prefix string, typ reflect.Type) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			key := strings.Split(f.Tag.Get("toml"), ",")[0]
+			if prefix != "" {
+				key = prefix + "." + key
+			}
+			ft := f.Type
+			if ft.Kind() == reflect.Slice {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				walk(key, ft)
+				continue
+			}
+			if _, ok := lines.lines[key]; !ok {
+				t.Errorf("key %q is not documented in examples/ftpsgate.toml", key)
+			}
+		}
+	}
+	walk("", reflect.TypeOf(fileConfig{}))
+}
+
+func TestExampleValues(t *testing.T) {
+	fc, lines, err := loadFile(exampleWithCerts(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := fc.build("example", lines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := st.proxy
+	if pc.Listen != ":21" || pc.Implicit != ":990" {
+		t.Errorf("listeners %q %q", pc.Listen, pc.Implicit)
+	}
+	if pc.PassivePorts != (proxy.PortRange{First: 50000, Last: 50999}) {
+		t.Errorf("passive ports %v", pc.PassivePorts)
+	}
+	if pc.PublicHost.String() != "203.0.113.10" {
+		t.Errorf("public host %v", pc.PublicHost)
+	}
+	if len(pc.Backends) != 2 || pc.Backends[1].Address != "10.0.0.6:21" || pc.Backends[1].Name != "ftp-b" {
+		t.Errorf("backends %+v", pc.Backends)
+	}
+	if pc.Timeouts.Idle != 5*time.Minute || pc.Timeouts.DataConnect != 30*time.Second {
+		t.Errorf("timeouts %+v", pc.Timeouts)
+	}
+	if pc.PlainAllowed {
+		t.Error("require = true gave PlainAllowed")
+	}
+}
+
+// TestCheckReportsEachErrorWithItsLine: a file with several mistakes gets
+// one line per mistake, each naming its line.
+func TestCheckReportsEachErrorWithItsLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(path, []byte(`[listen]
+explicit = ":2121"
+passive_ports = "60000-50000"
+publik_host = "1.2.3.4"
+
+[tls]
+min_version = "1.1"
+
+[[backend]]
+address = "no-port"
+
+[timeouts]
+idle = "forever"
+
+[log]
+format = "xml"
+`), 0o600)
+	_, errOut, err := runCLI(t, "check", "--config", path)
+	if err == nil {
+		t.Fatal("check accepted a bad file")
+	}
+	for _, want := range []string{
+		path + ":4: unknown key \"listen.publik_host\"",
+		path + ":3: listen.passive_ports",
+		path + ":7: tls.min_version",
+		path + ":10: backend.address \"no-port\"",
+		path + ":13: timeouts.idle \"forever\"",
+		path + ":16: log.format \"xml\"",
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("check output lacks %q:\n%s", want, errOut)
+		}
+	}
+}
+
+func TestCheckSyntaxError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(path, []byte("[listen]\nexplicit = \":21\"\nimplicit = \n"), 0o600)
+	_, errOut, err := runCLI(t, "check", "--config", path)
+	if err == nil || !strings.Contains(errOut, path+":3:") {
+		t.Errorf("syntax error not reported with its line: %v\n%s", err, errOut)
+	}
+}
+
+func TestFlagsOverrideFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f.toml")
+	os.WriteFile(path, []byte("[listen]\nexplicit = \":21\"\n[[backend]]\naddress = \"10.0.0.1:21\"\n"), 0o600)
+	var got settings
+	app := newApp()
+	for _, c := range app.Commands {
+		if c.Name == "serve" {
+			c.Action = func(c *cli.Context) error {
+				var err error
+				got, err = loadSettings(c)
+				return err
+			}
+		}
+	}
+	err := app.Run([]string{"ftpsgate", "serve", "--config", path, "--listen", "127.0.0.1:2121",
+		"--backend", "10.0.0.7:21", "--backend", "10.0.0.8:21", "--passive-ports", "40000-40009", "--public-host", "198.51.100.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := got.proxy
+	if pc.Listen != "127.0.0.1:2121" || len(pc.Backends) != 2 || pc.Backends[0].Address != "10.0.0.7:21" ||
+		pc.PassivePorts.First != 40000 || pc.PublicHost.String() != "198.51.100.1" {
+		t.Errorf("flags did not override the file: %+v", pc)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, _, err := runCLI(t, "version")
+	if err != nil || !strings.HasPrefix(out, "ftpsgate ") {
+		t.Errorf("version: %q %v", out, err)
+	}
+}
