@@ -93,6 +93,7 @@ type commandResult struct {
 
 func newSession(srv *Server, conn net.Conn, kind listenerKind) *session {
 	keepAlive(conn)
+	oobInline(conn)
 	s := &session{
 		srv:      srv,
 		cfg:      &srv.cfg,

@@ -361,7 +361,7 @@ func TestFailover(t *testing.T) {
 // transfer moves bytes.
 func TestIdle(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *Config) { c.Timeouts.Idle = 300 * time.Millisecond }, nil)
+	h := newHarness(t, func(c *Config) { c.Timeouts.Idle = time.Second }, nil)
 	h.backend.FS.WriteFile("/f", randomBytes(t, 8<<20))
 
 	rc := h.rawTLS()
@@ -375,7 +375,8 @@ func TestIdle(t *testing.T) {
 	rc.send("RETR f")
 	rc.expect(150)
 	dconn := tls.Client(raw, h.client)
-	// Read slowly for well over the idle timeout: 1 MiB every 100 ms.
+	// Read slowly for well over the idle timeout, each pause far shorter
+	// than it: 1 MiB every 250 ms, 2 s in all.
 	buf := make([]byte, 1<<20)
 	total := 0
 	for {
@@ -384,7 +385,7 @@ func TestIdle(t *testing.T) {
 		if err != nil {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(250 * time.Millisecond)
 	}
 	dconn.Close()
 	if total != 8<<20 {

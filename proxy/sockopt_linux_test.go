@@ -1,0 +1,50 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"github.com/ftpsgate/ftpsgate/ftpctl"
+)
+
+// TestAbortOutOfBand: ABOR sent as TCP urgent data, as Python's ftplib
+// does on plain connections, still arrives whole.
+func TestAbortOutOfBand(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *Config) { c.PlainAllowed = true }, nil)
+	h.backend.FS.WriteFile("/big", bytes.Repeat([]byte("x"), 128<<20))
+	rc := h.raw(h.explicit())
+	rc.expect(220)
+	rc.cmd("USER alice", 331)
+	rc.cmd("PASS s3cret-pw", 230)
+	port, _ := ftpctl.ParseEPSV(rc.cmd("EPSV", 229).Text())
+	dconn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dconn.Close()
+	rc.send("RETR big")
+	rc.expect(150)
+	if _, err := io.ReadFull(dconn, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := rc.conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	raw.Write(func(fd uintptr) bool {
+		serr = syscall.Sendto(int(fd), []byte("ABOR\r\n"), syscall.MSG_OOB, nil)
+		return true
+	})
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	rc.expect(426)
+	rc.expect(226)
+	rc.cmd("NOOP", 200)
+}
