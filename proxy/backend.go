@@ -86,16 +86,20 @@ func dialBackend(ctx context.Context, b Backend, timeout time.Duration, maxLine 
 	return bc, nil
 }
 
-// send writes one command line to the backend.
-func (bc *backendConn) send(cmd ftpctl.Command) error {
+// send writes one command line to the backend, which then has timeout to
+// answer it: a backend that accepts commands and never replies must not
+// hold a session forever.
+func (bc *backendConn) send(cmd ftpctl.Command, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	bc.conn.SetDeadline(deadline)
 	_, err := bc.conn.Write(cmd.AppendTo(make([]byte, 0, 64)))
 	return err
 }
 
 // roundTrip sends cmd and returns its final reply, with any 1xx replies
 // before it dropped: for commands of the proxy's own, not the client's.
-func (bc *backendConn) roundTrip(cmd ftpctl.Command) (ftpctl.Reply, error) {
-	if err := bc.send(cmd); err != nil {
+func (bc *backendConn) roundTrip(cmd ftpctl.Command, timeout time.Duration) (ftpctl.Reply, error) {
+	if err := bc.send(cmd, timeout); err != nil {
 		return ftpctl.Reply{}, err
 	}
 	for {

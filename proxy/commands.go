@@ -164,7 +164,7 @@ var notRelayedFeatures = []string{"AUTH", "PBSZ", "PROT", "CCC", "ADAT", "PASV",
 func (s *session) feat(ftpctl.Command) error {
 	feats := slices.Clone(ownFeatures)
 	if s.backend != nil {
-		rep, err := s.backend.roundTrip(ftpctl.Command{Verb: "FEAT"})
+		rep, err := s.backend.roundTrip(ftpctl.Command{Verb: "FEAT"}, s.cfg.Timeouts.idle())
 		if err != nil {
 			return s.backendLost(err)
 		}
@@ -186,8 +186,7 @@ func (s *session) noop(ftpctl.Command) error {
 func (s *session) quit(ftpctl.Command) error {
 	if s.backend != nil {
 		// Politely, but without waiting long for a backend that won't answer.
-		s.backend.conn.SetDeadline(time.Now().Add(time.Second))
-		s.backend.roundTrip(ftpctl.Command{Verb: "QUIT"})
+		s.backend.roundTrip(ftpctl.Command{Verb: "QUIT"}, time.Second)
 	}
 	s.reply(ftpctl.CodeClosing, "Goodbye.")
 	return errQuit
@@ -256,7 +255,7 @@ func (s *session) connectBackend() error {
 // replay sends the backend a command the proxy already answered; the
 // backend's answer does not matter to the client.
 func (s *session) replay(cmd ftpctl.Command) {
-	if rep, err := s.backend.roundTrip(cmd); err != nil || rep.Code.Class() != ftpctl.ClassCompletion {
+	if rep, err := s.backend.roundTrip(cmd, s.cfg.Timeouts.idle()); err != nil || rep.Code.Class() != ftpctl.ClassCompletion {
 		s.log.Debug().Err(err).Str("command", cmd.Verb).Int("code", int(rep.Code)).Msg("backend declined replayed command")
 	}
 }
@@ -307,7 +306,7 @@ func (s *session) relay(cmd ftpctl.Command) error {
 
 // relayReply is relay that also returns the final reply.
 func (s *session) relayReply(cmd ftpctl.Command) (ftpctl.Reply, error) {
-	if err := s.backend.send(cmd); err != nil {
+	if err := s.backend.send(cmd, s.cfg.Timeouts.idle()); err != nil {
 		return ftpctl.Reply{}, s.backendLost(err)
 	}
 	for {
@@ -402,7 +401,7 @@ func (s *session) backendPassive() (uint16, ftpctl.Reply, error) {
 		if s.backEPSV {
 			verb = "EPSV"
 		}
-		rep, err := s.backend.roundTrip(ftpctl.Command{Verb: verb})
+		rep, err := s.backend.roundTrip(ftpctl.Command{Verb: verb}, s.cfg.Timeouts.idle())
 		if err != nil {
 			return 0, rep, s.backendLost(err)
 		}

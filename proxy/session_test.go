@@ -533,3 +533,28 @@ func TestManySessions(t *testing.T) {
 	})
 	waitFor(t, "goroutines to return", func() bool { return runtime.NumGoroutine() <= before+5 })
 }
+
+// TestCommandDuringTransfer: a command sent while data moves is answered
+// after the transfer's final reply, in order.
+func TestCommandDuringTransfer(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, nil)
+	h.backend.FS.WriteFile("/f", randomBytes(t, 4<<20))
+	rc := h.rawTLS()
+	port, _ := ftpctl.ParseEPSV(rc.cmd("EPSV", 229).Text())
+	dconn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.send("RETR f")
+	rc.expect(150)
+	rc.send("NOOP")
+	rc.send("PWD")
+	n, err := io.Copy(io.Discard, dconn)
+	if err != nil || n != 4<<20 {
+		t.Fatalf("read %d bytes, %v", n, err)
+	}
+	rc.expect(226)
+	rc.expect(200)
+	rc.expect(257)
+}

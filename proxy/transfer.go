@@ -28,11 +28,14 @@ func (s *session) transfer(cmd ftpctl.Command) error {
 	}
 	dir := transferDirection[cmd.Verb]
 	began := time.Now()
-	if err := s.backend.send(cmd); err != nil {
+	if err := s.backend.send(cmd, s.cfg.Timeouts.idle()); err != nil {
 		dc.abort()
 		return s.backendLost(err)
 	}
 	dc.begin(transferStart{protect: s.prot == 'P', dir: dir})
+	// The final reply comes when the data is through, however long that
+	// takes: the data relay's own idle timeout bounds a stalled transfer.
+	s.backend.conn.SetReadDeadline(time.Time{})
 	replies := s.readReplies()
 
 	// While data moves the client may say nothing for long: no idle
@@ -81,8 +84,10 @@ func (s *session) transfer(cmd ftpctl.Command) error {
 				return s.abortTransfer(cmd, dir, dc, replies, final, began)
 			}
 			// Anything else is answered after the transfer, in order:
-			// readCommand takes it from s.ahead.
-			commands = nil
+			// put it back for readCommand.
+			back := make(chan commandResult, 1)
+			back <- r
+			s.ahead, commands = back, nil
 		case <-s.ctx.Done():
 			dc.abort()
 			return errShutdown
@@ -119,7 +124,7 @@ func (s *session) readReplies() <-chan replyResult {
 func (s *session) abortTransfer(cmd ftpctl.Command, dir direction, dc *dataChannel,
 	replies <-chan replyResult, final *ftpctl.Reply, began time.Time) error {
 	s.log.Info().Str("verb", cmd.Verb).Msg("transfer aborted by client")
-	if err := s.backend.send(ftpctl.Command{Verb: "ABOR"}); err != nil {
+	if err := s.backend.send(ftpctl.Command{Verb: "ABOR"}, s.cfg.Timeouts.idle()); err != nil {
 		dc.abort()
 		return s.backendLost(err)
 	}
