@@ -212,13 +212,15 @@ func TestPlainAllowed(t *testing.T) {
 }
 
 // TestMultiLineGreetingAndForeignPASV: the backend's multi-line 220 is
-// consumed, and the address in its 227 is ignored for the backend's IP.
+// consumed, the address in its 227 is ignored for the backend's IP, and a
+// backend that only knows PASV and answers 150 early still works.
 func TestMultiLineGreetingAndForeignPASV(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil, func(b *ftptest.Server) {
 		b.Greeting = []string{"---------- Welcome ----------", "You are user number 1.", "Bye in 15 minutes."}
 		b.PASVAddress = netip.MustParseAddr("10.255.255.1")
 		b.DisableEPSV = true
+		b.ReplyBeforeData = true // 150 before the data connection, as IIS does
 	})
 	h.backend.FS.WriteFile("/f", []byte("payload"))
 	c := h.dial() // asks the proxy with EPSV; the proxy asks the backend with PASV
