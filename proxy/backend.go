@@ -7,34 +7,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync/atomic"
 	"time"
 
 	"github.com/ftpsgate/ftpsgate/ftpctl"
 )
-
-// pool hands sessions their backend. It takes them in turn; pools with
-// health, weights and affinity plug in here.
-type pool struct {
-	backends []Backend
-	next     atomic.Uint64
-}
-
-func newPool(backends []Backend) *pool {
-	return &pool{backends: append([]Backend(nil), backends...)}
-}
-
-// order returns the backends to try for one session: the chosen one first,
-// then the others as failover candidates.
-func (p *pool) order() []Backend {
-	n := len(p.backends)
-	start := int(p.next.Add(1)-1) % n
-	out := make([]Backend, 0, n)
-	for i := range n {
-		out = append(out, p.backends[(start+i)%n])
-	}
-	return out
-}
 
 // backendConn is a session's control connection to its backend.
 type backendConn struct {

@@ -163,7 +163,15 @@ var notRelayedFeatures = []string{"AUTH", "PBSZ", "PROT", "CCC", "ADAT", "PASV",
 
 func (s *session) feat(ftpctl.Command) error {
 	feats := slices.Clone(ownFeatures)
-	if s.backend != nil {
+	if common, ok := s.srv.poolFor(s.sni, s.host, s.user).commonFeatures(); ok {
+		// What every backend of the pool has in common, as its health
+		// checks found: the session might be on any of them.
+		for _, f := range common {
+			if !slices.Contains(notRelayedFeatures, ftpctl.FeatureName(f)) {
+				feats = append(feats, f)
+			}
+		}
+	} else if s.backend != nil {
 		rep, err := s.backend.roundTrip(ftpctl.Command{Verb: "FEAT"}, s.cfg.Timeouts.idle())
 		if err != nil {
 			return s.backendLost(err)
@@ -173,7 +181,8 @@ func (s *session) feat(ftpctl.Command) error {
 				feats = append(feats, f)
 			}
 		}
-	} else if s.host == "" {
+	}
+	if s.backend == nil && s.host == "" {
 		feats = append(feats, "HOST")
 	}
 	return s.send(ftpctl.FeatReply(feats))
@@ -197,12 +206,12 @@ func (s *session) userCmd(cmd ftpctl.Command) error {
 		s.log.Warn().Str("user", cmd.Arg).Msg("login refused: no TLS")
 		return s.reply(ftpctl.CodeNotLoggedIn, "TLS required: send AUTH TLS before USER.")
 	}
+	s.user = cmd.Arg // routes and user_hash choose by it
 	if s.backend == nil {
 		if err := s.connectBackend(); err != nil {
 			return err
 		}
 	}
-	s.user = cmd.Arg
 	s.phase = phaseLoggingIn
 	return s.login(cmd)
 }
@@ -227,20 +236,43 @@ func (s *session) login(cmd ftpctl.Command) error {
 	return nil
 }
 
-// connectBackend dials the backends in turn until one greets, then replays
-// what the client said before there was a backend.
+// connectBackend chooses the session's pool (route) and backend, by
+// affinity pin first, then by the pool's policy, dials it and fails over to
+// the next candidates. It then replays what the client said before there
+// was a backend.
 func (s *session) connectBackend() error {
-	for _, b := range s.srv.pool.order() {
-		bc, err := dialBackend(s.ctx, b, s.cfg.Timeouts.backendDial(), s.cfg.MaxLine)
+	p := s.srv.poolFor(s.sni, s.host, s.user)
+	limit := len(p.members)
+	if r := s.cfg.Balance.Retries; r > 0 {
+		limit = min(limit, 1+r)
+	}
+	cands := p.candidates(choice{clientIP: s.clientIP.String(), user: s.user}, limit)
+	key := s.affinityKey(p)
+	if key != "" {
+		cands = s.pinnedFirst(p, key, cands)
+	}
+	for _, m := range cands {
+		bc, err := dialBackend(s.ctx, m.Backend, s.cfg.Timeouts.backendDial(), s.cfg.MaxLine)
 		if err != nil {
-			s.log.Warn().Err(err).Str("backend", b.name()).Msg("backend unavailable")
+			if s.ctx.Err() != nil {
+				return errShutdown
+			}
+			s.srv.eject(m, err)
 			continue
 		}
-		s.backend = bc
+		m.reached()
+		m.active.Add(1)
+		s.member, s.backend = m, bc
 		context.AfterFunc(s.ctx, func() { bc.conn.Close() })
 		s.backEPSV = !bc.ip.Is4()
-		s.log = s.log.With().Str("backend", b.name()).Logger()
-		if s.host != "" {
+		s.log = s.log.With().Str("backend", m.name()).Logger()
+		if p != s.srv.pool {
+			s.log = s.log.With().Str("route", p.name).Logger()
+		}
+		if key != "" {
+			s.pin(key, m)
+		}
+		if s.host != "" && m.supports("HOST") {
 			s.replay(ftpctl.Command{Verb: "HOST", Arg: s.host})
 		}
 		if s.utf8 {
@@ -248,8 +280,62 @@ func (s *session) connectBackend() error {
 		}
 		return nil
 	}
+	s.log.Error().Str("pool", p.name).Int("tried", len(cands)).Msg("no backend reachable")
 	s.reply(ftpctl.CodeNotAvailable, "No backend available, closing control connection.")
 	return errNoBackend
+}
+
+// affinityKey is the key of the session's pin in pool p, or "" without
+// affinity.
+func (s *session) affinityKey(p *pool) string {
+	switch s.cfg.Balance.Affinity {
+	case SourceAffinity:
+		return p.name + "|ip:" + s.clientIP.String()
+	case UserAffinity:
+		return p.name + "|user:" + s.user
+	}
+	return ""
+}
+
+// pinnedFirst moves the backend the session is pinned to, if any, to the
+// front of the candidates. A pin whose backend is unavailable is dropped
+// for the policy's choice, which connectBackend pins instead.
+func (s *session) pinnedFirst(p *pool, key string, cands []*member) []*member {
+	ctx, cancel := context.WithTimeout(s.ctx, time.Second)
+	defer cancel()
+	name, ok, err := s.srv.store.Get(ctx, key)
+	if err != nil {
+		s.log.Warn().Err(err).Msg("affinity store unavailable: choosing by policy")
+		return cands
+	}
+	if !ok {
+		return cands
+	}
+	m := p.lookup(name)
+	switch {
+	case m == nil:
+		s.log.Info().Str("pinned", name).Msg("affinity pin to a removed backend: re-pinning")
+	case !m.available(time.Now()):
+		s.log.Info().Str("pinned", name).Msg("affinity pin to an unavailable backend: re-pinning")
+	default:
+		out := []*member{m}
+		for _, c := range cands {
+			if c != m {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	return cands
+}
+
+// pin records (or refreshes) the session's backend under key.
+func (s *session) pin(key string, m *member) {
+	ctx, cancel := context.WithTimeout(s.ctx, time.Second)
+	defer cancel()
+	if err := s.srv.store.Set(ctx, key, m.name(), s.cfg.Balance.affinityTTL()); err != nil {
+		s.log.Warn().Err(err).Msg("affinity pin not stored")
+	}
 }
 
 // replay sends the backend a command the proxy already answered; the

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/ftpsgate/ftpsgate/persist"
 )
 
 // Config is everything a Server needs. The zero value of each field works
@@ -30,10 +32,14 @@ type Config struct {
 	// any ephemeral port the system hands out.
 	PassivePorts PortRange
 
-	// Backends are the plain FTP servers behind the proxy; one is required.
-	// A session is given the next one in turn, and the one after if it cannot
-	// be dialled or does not greet.
+	// Backends are the plain FTP servers behind the proxy, the default pool;
+	// one is required. Balance says how a session is given one.
 	Backends []Backend
+	// Routes send matching sessions (by SNI, HOST or user) to backends of
+	// their own; the first route that matches wins, else the default pool.
+	Routes  []Route
+	Balance Balance
+	Health  Health
 
 	// TLSConfig serves the control and data connections alike, so a data
 	// connection can resume the control connection's TLS session. Required.
@@ -89,7 +95,53 @@ func (c *Config) banner() string {
 // Backend is one plain FTP server.
 type Backend struct {
 	Address string // host:port
-	Name    string // for logs; zero: Address
+	Name    string // for logs and affinity pins; zero: Address
+	Weight  int    // share of sessions relative to the others; zero: 1
+}
+
+// Balance says how sessions are spread over a pool and kept on a backend.
+type Balance struct {
+	// Policy chooses among the available backends. Zero: RoundRobin.
+	Policy Policy
+	// Affinity pins a client (by IP) or a user to the backend it was given,
+	// for AffinityTTL after its last session began. Zero: no pins.
+	Affinity Affinity
+	// AffinityTTL is how long a pin lasts. Zero: 1h.
+	AffinityTTL time.Duration
+	// Store holds the pins. nil with Affinity set: an in-memory table. A
+	// store with a Save() error method is saved every SaveInterval and at
+	// shutdown.
+	Store persist.Store
+	// SaveInterval between two saves of the store. Zero: 1m.
+	SaveInterval time.Duration
+	// Retries is how many other backends are tried after the chosen one
+	// could not be dialled or did not greet. Zero: every backend of the pool.
+	Retries int
+}
+
+func (b Balance) affinityTTL() time.Duration  { return orDefault(b.AffinityTTL, time.Hour) }
+func (b Balance) saveInterval() time.Duration { return orDefault(b.SaveInterval, time.Minute) }
+
+// Affinity is what a pin is keyed on.
+type Affinity uint8
+
+const (
+	NoAffinity     Affinity = iota
+	SourceAffinity          // the client's IP address
+	UserAffinity            // the user name
+)
+
+// ParseAffinity parses "none", "source_ip" or "user".
+func ParseAffinity(s string) (Affinity, error) {
+	switch s {
+	case "", "none":
+		return NoAffinity, nil
+	case "source_ip":
+		return SourceAffinity, nil
+	case "user":
+		return UserAffinity, nil
+	}
+	return 0, fmt.Errorf("proxy: affinity %q: want none, source_ip or user", s)
 }
 
 func (b Backend) name() string {
@@ -160,10 +212,15 @@ func (c *Config) Validate() error {
 	if len(c.Backends) == 0 {
 		errs = append(errs, errors.New("proxy: no backend"))
 	}
-	for _, b := range c.Backends {
-		if _, _, err := net.SplitHostPort(b.Address); err != nil {
-			errs = append(errs, fmt.Errorf("proxy: backend address %q: %w", b.Address, err))
+	errs = append(errs, validateBackends(c.Backends)...)
+	for i, r := range c.Routes {
+		if len(r.SNI)+len(r.Host)+len(r.User) == 0 {
+			errs = append(errs, fmt.Errorf("proxy: route %d (%s) matches nothing: give it sni, host or user", i, r.Name))
 		}
+		if len(r.Backends) == 0 {
+			errs = append(errs, fmt.Errorf("proxy: route %d (%s) has no backend", i, r.Name))
+		}
+		errs = append(errs, validateBackends(r.Backends)...)
 	}
 	if c.PublicHost.IsValid() && !c.PublicHost.Unmap().Is4() {
 		errs = append(errs, fmt.Errorf("proxy: public host %s: PASV replies can carry only an IPv4 address", c.PublicHost))
@@ -172,4 +229,22 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("proxy: no TLS configuration"))
 	}
 	return errors.Join(errs...)
+}
+
+func validateBackends(bs []Backend) []error {
+	var errs []error
+	names := map[string]bool{}
+	for _, b := range bs {
+		if _, _, err := net.SplitHostPort(b.Address); err != nil {
+			errs = append(errs, fmt.Errorf("proxy: backend address %q: %w", b.Address, err))
+		}
+		if names[b.name()] {
+			errs = append(errs, fmt.Errorf("proxy: backend name %q used twice in a pool", b.name()))
+		}
+		names[b.name()] = true
+		if b.Weight < 0 {
+			errs = append(errs, fmt.Errorf("proxy: backend %s: negative weight", b.name()))
+		}
+	}
+	return errs
 }

@@ -6,10 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/ftpsgate/ftpsgate/persist"
 )
 
 // listenerKind says how a listener's clients start: in plaintext, expected
@@ -30,10 +33,12 @@ func (k listenerKind) String() string {
 
 // Server accepts FTPS clients and relays their sessions to the backends.
 type Server struct {
-	cfg   Config
-	log   zerolog.Logger
-	pool  *pool
-	ports *portAllocator
+	cfg    Config
+	log    zerolog.Logger
+	pool   *pool   // the default pool
+	routes []route // matched in order before the default pool
+	store  persist.Store
+	ports  *portAllocator
 
 	mu        sync.Mutex
 	listeners map[listenerKind]net.Listener // guarded by mu
@@ -46,14 +51,45 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Server{
+	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger,
-		pool:      newPool(cfg.Backends),
+		pool:      newPool("default", cfg.Balance.Policy, cfg.Backends),
+		store:     cfg.Balance.Store,
 		ports:     newPortAllocator(cfg.PassivePorts),
 		listeners: make(map[listenerKind]net.Listener),
 		sessions:  make(map[*session]struct{}),
-	}, nil
+	}
+	for i, r := range cfg.Routes {
+		name := r.Name
+		if name == "" {
+			name = "route-" + strconv.Itoa(i)
+		}
+		s.routes = append(s.routes, route{Route: r, pool: newPool(name, r.Policy, r.Backends)})
+	}
+	if s.store == nil && cfg.Balance.Affinity != NoAffinity {
+		s.store = persist.NewTable(0)
+	}
+	return s, nil
+}
+
+// pools returns the default pool and every route's.
+func (s *Server) pools() []*pool {
+	ps := []*pool{s.pool}
+	for _, r := range s.routes {
+		ps = append(ps, r.pool)
+	}
+	return ps
+}
+
+// poolFor returns the pool of the first route that matches, or the default.
+func (s *Server) poolFor(sni, host, user string) *pool {
+	for i := range s.routes {
+		if s.routes[i].matches(sni, host, user) {
+			return s.routes[i].pool
+		}
+	}
+	return s.pool
 }
 
 // Listen opens the configured listeners, so that a caller learns of a port
@@ -116,6 +152,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	n := len(s.listeners)
 	s.mu.Unlock()
 
+	s.startBackground(ctx)
+
 	var err error
 	select {
 	case <-ctx.Done():
@@ -132,7 +170,51 @@ func (s *Server) Serve(ctx context.Context) error {
 		<-errc
 	}
 	s.wg.Wait()
+	s.saveStore()
 	return err
+}
+
+// startBackground starts the health checks and the saving of the affinity
+// store, all ending with ctx.
+func (s *Server) startBackground(ctx context.Context) {
+	if !s.cfg.Health.Disabled {
+		for _, p := range s.pools() {
+			for _, m := range p.members {
+				s.wg.Add(1)
+				go func() {
+					defer s.wg.Done()
+					s.watch(ctx, p, m)
+				}()
+			}
+		}
+	}
+	if _, ok := s.store.(saver); ok {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			t := time.NewTicker(s.cfg.Balance.saveInterval())
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					s.saveStore()
+				}
+			}
+		}()
+	}
+}
+
+// saver is a store that keeps its pins in a file.
+type saver interface{ Save() error }
+
+func (s *Server) saveStore() {
+	if sv, ok := s.store.(saver); ok {
+		if err := sv.Save(); err != nil {
+			s.log.Error().Err(err).Msg("affinity state not saved")
+		}
+	}
 }
 
 // ActiveSessions returns the number of sessions being served.

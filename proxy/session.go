@@ -73,9 +73,11 @@ type session struct {
 	phase    phase
 	prot     byte // 'C' or 'P', RFC 4217 section 9
 	user     string
-	host     string // HOST argument, replayed to the backend (RFC 7151)
-	utf8     bool   // OPTS UTF8 ON received before the backend was dialled
-	epsvAll  bool   // EPSV ALL: PASV is refused (RFC 2428 section 4)
+	host     string  // HOST argument, replayed to the backend (RFC 7151)
+	utf8     bool    // OPTS UTF8 ON received before the backend was dialled
+	epsvAll  bool    // EPSV ALL: PASV is refused (RFC 2428 section 4)
+	sni      string  // TLS server name the client asked for
+	member   *member // the backend's place in its pool
 	backend  *backendConn
 	data     *dataChannel // passive channel waiting for its transfer
 	backEPSV bool         // ask the backend with EPSV rather than PASV
@@ -135,6 +137,7 @@ func (s *session) serve(ctx context.Context) {
 	}
 	if s.backend != nil {
 		s.backend.conn.Close()
+		s.member.active.Add(-1)
 	}
 	s.conn.Close()
 	s.raw.Close()
@@ -282,7 +285,7 @@ func (s *session) startTLS(pending []byte) error {
 		return errors.Join(errHandshake, err)
 	}
 	st := tc.ConnectionState()
-	s.conn, s.secured = tc, true
+	s.conn, s.secured, s.sni = tc, true, st.ServerName
 	s.setReader(tc)
 	s.log = s.log.With().Str("sni", st.ServerName).Str("tls_version", tls.VersionName(st.Version)).
 		Str("cipher", tls.CipherSuiteName(st.CipherSuite)).Bool("resumed", st.DidResume).Logger()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -35,10 +36,36 @@ type fileConfig struct {
 		Require               *bool  `toml:"require"`
 		RequireDataProtection bool   `toml:"require_data_protection"`
 	} `toml:"tls"`
-	Backend []struct {
-		Address string `toml:"address"`
-		Name    string `toml:"name"`
-	} `toml:"backend"`
+	Backend []backendConfig `toml:"backend"`
+	Route   []struct {
+		Name    string          `toml:"name"`
+		SNI     []string        `toml:"sni"`
+		Host    []string        `toml:"host"`
+		User    []string        `toml:"user"`
+		Policy  string          `toml:"policy"`
+		Backend []backendConfig `toml:"backend"`
+	} `toml:"route"`
+	Balance struct {
+		Policy       string `toml:"policy"`
+		Affinity     string `toml:"affinity"`
+		AffinityTTL  string `toml:"affinity_ttl"`
+		AffinityMax  int    `toml:"affinity_max"`
+		Store        string `toml:"store"`
+		StateFile    string `toml:"state_file"`
+		RedisURL     string `toml:"redis_url"`
+		SaveInterval string `toml:"save_interval"`
+		Retries      int    `toml:"retries"`
+	} `toml:"balance"`
+	Health struct {
+		Enabled           *bool  `toml:"enabled"`
+		Interval          string `toml:"interval"`
+		Timeout           string `toml:"timeout"`
+		Fall              int    `toml:"fall"`
+		Rise              int    `toml:"rise"`
+		ProbeUser         string `toml:"probe_user"`
+		ProbePasswordFile string `toml:"probe_password_file"`
+		EjectBackoff      string `toml:"eject_backoff"`
+	} `toml:"health"`
 	Timeouts struct {
 		Handshake   string `toml:"handshake"`
 		Idle        string `toml:"idle"`
@@ -54,12 +81,28 @@ type fileConfig struct {
 	} `toml:"log"`
 }
 
+type backendConfig struct {
+	Address string `toml:"address"`
+	Name    string `toml:"name"`
+	Weight  int    `toml:"weight"`
+}
+
 // settings is a loaded configuration: the parts each package takes.
 type settings struct {
 	proxy     proxy.Config
 	tls       tlsoffload.Config
+	store     storeSettings
 	logLevel  string
 	logFormat string
+}
+
+// storeSettings says where affinity pins live; the store is opened by
+// serve, not by check.
+type storeSettings struct {
+	kind       string // "memory", "file" or "redis"
+	stateFile  string
+	redisURL   string
+	maxEntries int
 }
 
 // configError is one problem in the file, with the line it is on (0 when the
@@ -104,13 +147,13 @@ func loadFile(path string) (*fileConfig, *keyLines, error) {
 
 // build turns the file's values (after flags have overridden them) into
 // typed configuration, reporting every bad value.
-func (fc *fileConfig) build(path string, lines *keyLines) (settings, error) {
+func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 	var (
 		st   settings
 		errs []error
 	)
 	bad := func(msg string, key ...string) {
-		errs = append(errs, configError{path, lines.line(key...), msg})
+		errs = append(errs, configError{src, lines.line(key...), msg})
 	}
 	pc := &st.proxy
 	pc.Listen, pc.Implicit = fc.Listen.Explicit, fc.Listen.Implicit
@@ -155,29 +198,128 @@ func (fc *fileConfig) build(path string, lines *keyLines) (settings, error) {
 	if len(fc.Backend) == 0 {
 		bad("no backend: add a [[backend]] with an address, or pass --backend HOST:PORT")
 	}
-	for i, b := range fc.Backend {
-		if _, err := netip.ParseAddrPort(b.Address); err != nil && !hostPort(b.Address) {
-			bad(fmt.Sprintf("backend.address %q: want HOST:PORT", b.Address), "backend", strconv.Itoa(i), "address")
+	backends := func(bs []backendConfig, table ...string) []proxy.Backend {
+		var out []proxy.Backend
+		names := map[string]bool{}
+		for i, b := range bs {
+			key := append(append([]string{}, table...), strconv.Itoa(i))
+			if _, err := netip.ParseAddrPort(b.Address); err != nil && !hostPort(b.Address) {
+				bad(fmt.Sprintf("backend.address %q: want HOST:PORT", b.Address), append(key, "address")...)
+			}
+			if b.Weight < 0 || b.Weight > 1000 {
+				bad(fmt.Sprintf("backend.weight %d: want 1 to 1000", b.Weight), append(key, "weight")...)
+			}
+			name := b.Name
+			if name == "" {
+				name = b.Address
+			}
+			if names[name] {
+				bad(fmt.Sprintf("backend %q appears twice in one pool: give each a distinct name", name), append(key, "name")...)
+			}
+			names[name] = true
+			out = append(out, proxy.Backend{Address: b.Address, Name: b.Name, Weight: b.Weight})
 		}
-		pc.Backends = append(pc.Backends, proxy.Backend{Address: b.Address, Name: b.Name})
+		return out
+	}
+	pc.Backends = backends(fc.Backend, "backend")
+	policy := func(raw string, key ...string) proxy.Policy {
+		if raw == "" {
+			return proxy.RoundRobin
+		}
+		p, err := proxy.ParsePolicy(raw)
+		if err != nil {
+			bad(strings.TrimPrefix(err.Error(), "proxy: "), key...)
+		}
+		return p
+	}
+	for i, r := range fc.Route {
+		key := []string{"route", strconv.Itoa(i)}
+		if len(r.SNI)+len(r.Host)+len(r.User) == 0 {
+			bad(fmt.Sprintf("route %q matches nothing: give it sni, host or user", r.Name), key...)
+		}
+		if len(r.Backend) == 0 {
+			bad(fmt.Sprintf("route %q has no [[route.backend]]", r.Name), key...)
+		}
+		for _, u := range r.User {
+			if _, err := path.Match(u, ""); err != nil {
+				bad(fmt.Sprintf("route.user pattern %q: %v", u, err), append(key, "user")...)
+			}
+		}
+		pc.Routes = append(pc.Routes, proxy.Route{
+			Name: r.Name, SNI: r.SNI, Host: r.Host, User: r.User,
+			Policy:   policy(r.Policy, append(key, "policy")...),
+			Backends: backends(r.Backend, "route", "backend"),
+		})
+	}
+
+	bal := &pc.Balance
+	bal.Policy = policy(fc.Balance.Policy, "balance", "policy")
+	aff, err := proxy.ParseAffinity(fc.Balance.Affinity)
+	if err != nil {
+		bad(strings.TrimPrefix(err.Error(), "proxy: "), "balance", "affinity")
+	}
+	bal.Affinity = aff
+	bal.Retries = fc.Balance.Retries
+	if bal.Retries < 0 {
+		bad("balance.retries: want 0 (every backend) or more", "balance", "retries")
+	}
+	st.store = storeSettings{kind: "memory", stateFile: fc.Balance.StateFile, redisURL: fc.Balance.RedisURL, maxEntries: fc.Balance.AffinityMax}
+	switch fc.Balance.Store {
+	case "", "file":
+		if st.store.stateFile != "" {
+			st.store.kind = "file"
+		}
+	case "redis":
+		st.store.kind = "redis"
+		if !strings.HasPrefix(st.store.redisURL, "redis://") && !strings.HasPrefix(st.store.redisURL, "rediss://") {
+			bad(fmt.Sprintf("balance.redis_url %q: want redis://host:port/db", st.store.redisURL), "balance", "redis_url")
+		}
+	default:
+		bad(fmt.Sprintf("balance.store %q: want file or redis", fc.Balance.Store), "balance", "store")
+	}
+	if fc.Balance.AffinityMax < 0 {
+		bad("balance.affinity_max: want a positive number of pins", "balance", "affinity_max")
+	}
+
+	h := &pc.Health
+	h.Disabled = fc.Health.Enabled != nil && !*fc.Health.Enabled
+	h.Fall, h.Rise = fc.Health.Fall, fc.Health.Rise
+	if h.Fall < 0 || h.Rise < 0 {
+		bad("health.fall and health.rise: want 1 or more", "health")
+	}
+	h.ProbeUser = fc.Health.ProbeUser
+	if f := fc.Health.ProbePasswordFile; f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			bad(fmt.Sprintf("health.probe_password_file: %v", err), "health", "probe_password_file")
+		}
+		h.ProbePassword = strings.TrimRight(string(b), "\r\n")
+	}
+	if h.ProbeUser == "" && fc.Health.ProbePasswordFile != "" {
+		bad("health.probe_password_file without probe_user", "health", "probe_password_file")
 	}
 
 	for _, d := range []struct {
-		key string
-		raw string
-		dst *time.Duration
+		table, key string
+		raw        string
+		dst        *time.Duration
 	}{
-		{"handshake", fc.Timeouts.Handshake, &pc.Timeouts.Handshake},
-		{"idle", fc.Timeouts.Idle, &pc.Timeouts.Idle},
-		{"data_connect", fc.Timeouts.DataConnect, &pc.Timeouts.DataConnect},
-		{"backend_dial", fc.Timeouts.BackendDial, &pc.Timeouts.BackendDial},
+		{"timeouts", "handshake", fc.Timeouts.Handshake, &pc.Timeouts.Handshake},
+		{"timeouts", "idle", fc.Timeouts.Idle, &pc.Timeouts.Idle},
+		{"timeouts", "data_connect", fc.Timeouts.DataConnect, &pc.Timeouts.DataConnect},
+		{"timeouts", "backend_dial", fc.Timeouts.BackendDial, &pc.Timeouts.BackendDial},
+		{"balance", "affinity_ttl", fc.Balance.AffinityTTL, &bal.AffinityTTL},
+		{"balance", "save_interval", fc.Balance.SaveInterval, &bal.SaveInterval},
+		{"health", "interval", fc.Health.Interval, &h.Interval},
+		{"health", "timeout", fc.Health.Timeout, &h.Timeout},
+		{"health", "eject_backoff", fc.Health.EjectBackoff, &h.EjectBackoff},
 	} {
 		if d.raw == "" {
 			continue
 		}
 		v, err := time.ParseDuration(d.raw)
 		if err != nil || v <= 0 {
-			bad(fmt.Sprintf("timeouts.%s %q: want a positive duration such as \"30s\" or \"5m\"", d.key, d.raw), "timeouts", d.key)
+			bad(fmt.Sprintf("%s.%s %q: want a positive duration such as \"30s\" or \"5m\"", d.table, d.key, d.raw), d.table, d.key)
 		}
 		*d.dst = v
 	}
@@ -244,11 +386,13 @@ func indexKeys(data []byte) *keyLines {
 			}
 			kl.set(key, n)
 			// Undecoded keys of arrays of tables come without the index.
-			if parts := strings.Split(key, "."); len(parts) == 3 {
-				if _, err := strconv.Atoi(parts[1]); err == nil {
-					kl.set(parts[0]+"."+parts[2], n)
+			var plain []string
+			for _, part := range strings.Split(key, ".") {
+				if _, err := strconv.Atoi(part); err != nil {
+					plain = append(plain, part)
 				}
 			}
+			kl.set(strings.Join(plain, "."), n)
 		}
 	}
 	return kl

@@ -41,6 +41,7 @@ func exampleWithCerts(t *testing.T) string {
 	key, _ := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
 	os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600)
 	os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600)
+	os.WriteFile(filepath.Join(dir, "probe-password"), []byte("probe-pw\n"), 0o600)
 	src, err := os.ReadFile("../../examples/ftpsgate.toml")
 	if err != nil {
 		t.Fatal(err)
@@ -118,6 +119,19 @@ func TestExampleValues(t *testing.T) {
 	}
 	if pc.PlainAllowed {
 		t.Error("require = true gave PlainAllowed")
+	}
+	if pc.Backends[0].Weight != 2 || pc.Balance.Affinity != proxy.SourceAffinity || pc.Balance.AffinityTTL != time.Hour {
+		t.Errorf("balance %+v, backend %+v", pc.Balance, pc.Backends[0])
+	}
+	if pc.Health.ProbeUser != "healthcheck" || pc.Health.ProbePassword != "probe-pw" || pc.Health.Fall != 3 {
+		t.Errorf("health %+v", pc.Health)
+	}
+	if len(pc.Routes) != 1 || pc.Routes[0].Policy != proxy.LeastConn || pc.Routes[0].Backends[0].Name != "partners-a" ||
+		pc.Routes[0].User[0] != "partner-*" {
+		t.Errorf("routes %+v", pc.Routes)
+	}
+	if st.store.kind != "file" || st.store.stateFile != "/var/lib/ftpsgate/affinity.json" {
+		t.Errorf("store %+v", st.store)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -22,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
+	"github.com/ftpsgate/ftpsgate/persist"
 	"github.com/ftpsgate/ftpsgate/proxy"
 	"github.com/ftpsgate/ftpsgate/tlsoffload"
 )
@@ -174,10 +176,7 @@ func loadSettings(c *cli.Context) (settings, error) {
 	if c.IsSet("backend") {
 		fc.Backend = fc.Backend[:0]
 		for _, b := range c.StringSlice("backend") {
-			fc.Backend = append(fc.Backend, struct {
-				Address string `toml:"address"`
-				Name    string `toml:"name"`
-			}{Address: b})
+			fc.Backend = append(fc.Backend, backendConfig{Address: b})
 		}
 	}
 	st, err := fc.build(path, lines)
@@ -197,6 +196,14 @@ func run(ctx context.Context, st settings, log zerolog.Logger, ready func(*proxy
 	}
 	st.proxy.TLSConfig = off.TLSConfig()
 	st.proxy.Logger = log
+	if st.proxy.Balance.Affinity != proxy.NoAffinity {
+		store, err := openStore(st.store, log)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		st.proxy.Balance.Store = store
+	}
 	srv, err := proxy.New(st.proxy)
 	if err != nil {
 		return err
@@ -235,4 +242,40 @@ func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
 	}
 	return zerolog.New(w).Level(l).With().Timestamp().Logger(), nil
+}
+
+// openStore opens where affinity pins live. A missing or corrupt state
+// file is logged and the proxy starts with no pins: losing pins costs some
+// clients a move, refusing to start would cost all of them the service.
+func openStore(ss storeSettings, log zerolog.Logger) (persist.Store, error) {
+	switch ss.kind {
+	case "file":
+		fs, err := persist.OpenFile(ss.stateFile, ss.maxEntries)
+		if err != nil {
+			log.Error().Err(err).Str("state_file", ss.stateFile).Msg("affinity state not loaded: starting with no pins")
+		} else {
+			log.Info().Str("state_file", ss.stateFile).Int("pins", fs.Len()).Msg("affinity state loaded")
+		}
+		if fs == nil {
+			return nil, err
+		}
+		return fs, nil
+	case "redis":
+		rs, err := persist.OpenRedis(ss.redisURL, "")
+		if err != nil {
+			return nil, err
+		}
+		log.Info().Str("redis", redactURL(ss.redisURL)).Msg("affinity pins kept in redis")
+		return rs, nil
+	}
+	return persist.NewTable(ss.maxEntries), nil
+}
+
+// redactURL hides a password in a URL before it is logged.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
 }

@@ -45,6 +45,7 @@ func init() {
 		"FEAT": {open: true, do: (*session).feat},
 		"HELP": {open: true, do: (*session).help},
 		"OPTS": {open: true, needArg: true, do: (*session).opts},
+		"HOST": {open: true, needArg: true, do: (*session).hostCmd},
 
 		"ABOR": {do: func(c *session, _ string) { c.abort() }},
 		"ALLO": {do: (*session).allo},
@@ -116,13 +117,23 @@ func (c *session) pass(arg string) {
 
 func (c *session) noop(string) { c.reply(ftpctl.CodeOK, "NOOP ok.") }
 
+// hostCmd answers HOST (RFC 7151): accepted before USER only. The name is
+// recorded in Commands, where tests look for it.
+func (c *session) hostCmd(string) {
+	if c.phase != needUser {
+		c.reply(codeCmdNotAllowed, "HOST must come before USER.")
+		return
+	}
+	c.reply(ftpctl.CodeReady, "HOST accepted.")
+}
+
 func (c *session) syst(string) { c.reply(codeSystemType, "UNIX Type: L8") }
 
 func (c *session) allo(string) { c.reply(ftpctl.CodeNotNeeded, "ALLO command ignored.") }
 
 // feat answers FEAT (RFC 2389 section 3).
 func (c *session) feat(string) {
-	feats := []string{"EPRT"}
+	feats := []string{"EPRT", "HOST"}
 	if !c.srv.DisableEPSV {
 		feats = append(feats, "EPSV")
 	}

@@ -1,0 +1,202 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/ftpsgate/ftpsgate/ftpctl"
+)
+
+// Health configures how backends are watched: active checks on a schedule,
+// and passive ejection of a backend that a live session failed to reach.
+type Health struct {
+	// Disabled turns active checks off; passive ejection stays.
+	Disabled bool
+	// Interval between two checks of a backend. Zero: 10s.
+	Interval time.Duration
+	// Timeout of one check, from dial to QUIT. Zero: 5s.
+	Timeout time.Duration
+	// Fall consecutive failed checks mark a backend down; Rise consecutive
+	// good ones mark it up again. Zero: 3 and 2.
+	Fall, Rise int
+	// ProbeUser and ProbePassword, when set, make every check log in, open a
+	// passive data connection and LIST, proving more than a greeting.
+	ProbeUser, ProbePassword string
+	// EjectBackoff is how long a backend that a session failed to dial or
+	// that did not greet is left out; it doubles on each further failure, up
+	// to 5 minutes, and resets on success. Zero: 10s.
+	EjectBackoff time.Duration
+}
+
+func (h Health) interval() time.Duration { return orDefault(h.Interval, 10*time.Second) }
+func (h Health) timeout() time.Duration  { return orDefault(h.Timeout, 5*time.Second) }
+func (h Health) fall() int               { return orDefaultInt(h.Fall, 3) }
+func (h Health) rise() int               { return orDefaultInt(h.Rise, 2) }
+func (h Health) ejectBackoff() time.Duration {
+	return orDefault(h.EjectBackoff, 10*time.Second)
+}
+
+// maxEjectBackoff caps passive ejection, so a backend that recovers is
+// tried again within minutes even without active checks.
+const maxEjectBackoff = 5 * time.Minute
+
+func orDefaultInt(v, def int) int {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// watch checks m every interval until ctx is done.
+func (s *Server) watch(ctx context.Context, p *pool, m *member) {
+	h := s.cfg.Health
+	t := time.NewTicker(h.interval())
+	defer t.Stop()
+	for {
+		feats, err := checkBackend(ctx, m.Backend, h)
+		if ctx.Err() != nil {
+			return
+		}
+		s.recordCheck(p, m, feats, err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// recordCheck applies one check's result to m and logs a change of state.
+func (s *Server) recordCheck(p *pool, m *member, feats []string, err error) {
+	h := s.cfg.Health
+	m.mu.Lock()
+	if err == nil {
+		m.fails, m.rises = 0, m.rises+1
+		m.features = feats
+		m.ejectedUntil, m.backoff = time.Time{}, 0
+	} else {
+		m.fails, m.rises = m.fails+1, 0
+	}
+	fails, rises := m.fails, m.rises
+	m.mu.Unlock()
+
+	log := s.log.With().Str("pool", p.name).Str("backend", m.name()).Logger()
+	switch {
+	case err == nil && m.down.Load() && rises >= h.rise():
+		m.down.Store(false)
+		log.Info().Int("rise", rises).Msg("backend up")
+	case err != nil && !m.down.Load() && fails >= h.fall():
+		m.down.Store(true)
+		log.Warn().Err(err).Int("fall", fails).Msg("backend down")
+	case err != nil:
+		log.Debug().Err(err).Int("fails", fails).Msg("backend check failed")
+	}
+}
+
+// eject leaves m out of new sessions for a growing back-off after a
+// session failed to reach it.
+func (s *Server) eject(m *member, err error) {
+	m.mu.Lock()
+	m.backoff = min(max(2*m.backoff, s.cfg.Health.ejectBackoff()), maxEjectBackoff)
+	m.ejectedUntil = time.Now().Add(m.backoff)
+	backoff := m.backoff
+	m.mu.Unlock()
+	s.log.Warn().Err(err).Str("backend", m.name()).Dur("backoff", backoff).Msg("backend ejected")
+}
+
+// reached records that a session got a greeting from m.
+func (m *member) reached() {
+	m.mu.Lock()
+	m.backoff = 0
+	m.mu.Unlock()
+}
+
+// checkBackend connects to b, reads its 220, asks FEAT, optionally logs in
+// and lists over a passive data connection, and says QUIT. It returns the
+// backend's features (empty, not nil, when it has none).
+func checkBackend(ctx context.Context, b Backend, h Health) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.timeout())
+	defer cancel()
+	bc, err := dialBackend(ctx, b, h.timeout(), 0)
+	if err != nil {
+		return nil, err
+	}
+	defer bc.conn.Close()
+	stop := context.AfterFunc(ctx, func() { bc.conn.Close() })
+	defer stop()
+
+	rep, err := bc.roundTrip(ftpctl.Command{Verb: "FEAT"}, h.timeout())
+	if err != nil {
+		return nil, fmt.Errorf("FEAT: %w", err)
+	}
+	feats := ftpctl.ParseFeat(rep)
+	if feats == nil {
+		feats = []string{}
+	}
+	if h.ProbeUser != "" {
+		if err := probeLogin(bc, h); err != nil {
+			return nil, err
+		}
+	}
+	bc.roundTrip(ftpctl.Command{Verb: "QUIT"}, h.timeout())
+	return feats, nil
+}
+
+// probeLogin is the deep check: a real login and a LIST over PASV.
+func probeLogin(bc *backendConn, h Health) error {
+	t := h.timeout()
+	rep, err := bc.roundTrip(ftpctl.Command{Verb: "USER", Arg: h.ProbeUser}, t)
+	if err == nil && rep.Code == ftpctl.CodeNeedPassword {
+		rep, err = bc.roundTrip(ftpctl.Command{Verb: "PASS", Arg: h.ProbePassword}, t)
+	}
+	if err != nil {
+		return fmt.Errorf("probe login: %w", err)
+	}
+	if rep.Code != ftpctl.CodeLoggedIn {
+		return fmt.Errorf("probe login: %w", &ftpctl.ReplyError{Command: "PASS", Reply: rep})
+	}
+	rep, err = bc.roundTrip(ftpctl.Command{Verb: "PASV"}, t)
+	if err != nil {
+		return fmt.Errorf("probe PASV: %w", err)
+	}
+	if rep.Code != ftpctl.CodeEnteringPassive {
+		return fmt.Errorf("probe PASV: %w", &ftpctl.ReplyError{Command: "PASV", Reply: rep})
+	}
+	ap, err := ftpctl.ParsePASV(rep.Text())
+	if err != nil {
+		return fmt.Errorf("probe PASV: %w", err)
+	}
+	d := net.Dialer{Timeout: t, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(bc.localIP, 0))}
+	data, err := d.Dial("tcp", netip.AddrPortFrom(bc.ip, ap.Port()).String())
+	if err != nil {
+		return fmt.Errorf("probe data connection: %w", err)
+	}
+	defer data.Close()
+	data.SetDeadline(time.Now().Add(t))
+	if err := bc.send(ftpctl.Command{Verb: "LIST"}, t); err != nil {
+		return fmt.Errorf("probe LIST: %w", err)
+	}
+	for {
+		rep, err = bc.r.ReadReply()
+		if err != nil {
+			return fmt.Errorf("probe LIST: %w", err)
+		}
+		if rep.Code.Final() {
+			break
+		}
+		if _, err := io.Copy(io.Discard, data); err != nil {
+			return fmt.Errorf("probe LIST data: %w", err)
+		}
+	}
+	if rep.Code.Class() != ftpctl.ClassCompletion {
+		return fmt.Errorf("probe LIST: %w", &ftpctl.ReplyError{Command: "LIST", Reply: rep})
+	}
+	return nil
+}
+
+var errNoCandidate = errors.New("proxy: no backend could be reached")
