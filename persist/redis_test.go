@@ -1,178 +1,22 @@
+// The Redis tests run a real redis-server, which the CI's Debian provides;
+// Linux for Pdeathsig (no redis-server outlives a killed test binary).
+
+//go:build linux
+
 package persist
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9/logging"
+
+	"github.com/ftpsgate/ftpsgate/persist/redistest"
 )
-
-// redisServer is a real redis-server on a loopback port, for one test.
-type redisServer struct {
-	t    *testing.T
-	bin  string
-	dir  string
-	port int
-
-	mu     sync.Mutex    // guards cmd and exited
-	cmd    *exec.Cmd     // nil while stopped
-	exited chan struct{} // closed when cmd has been waited for
-}
-
-// startRedis starts a redis-server without persistence on a free loopback
-// port, and stops it when the test ends. Without redis-server (Debian
-// package redis-server) the test is skipped, or failed under CI=true.
-func startRedis(t *testing.T) *redisServer {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if _, serr := os.Stat("/usr/bin/redis-server"); serr != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("redis-server is not installed (CI=true: a missing tool is a failure; apt-get install redis-server)")
-			}
-			t.Skip("redis-server is not installed (apt-get install redis-server)")
-		}
-		bin = "/usr/bin/redis-server"
-	}
-	r := &redisServer{t: t, bin: bin, dir: t.TempDir()}
-	t.Cleanup(r.stop)
-	// The free port may be taken again before redis-server binds it.
-	for try := 0; ; try++ {
-		r.port = freePort(t)
-		err := r.start()
-		if err == nil {
-			return r
-		}
-		if try == 2 {
-			t.Fatal(err)
-		}
-	}
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// url returns the server's URL, database 0.
-func (r *redisServer) url() string {
-	return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port)
-}
-
-// start runs redis-server on r.port and waits until it answers PING.
-func (r *redisServer) start() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cmd != nil {
-		return errors.New("redis-server already running")
-	}
-	logPath := filepath.Join(r.dir, "redis.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	cmd := exec.Command(r.bin,
-		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", r.dir,
-		"--daemonize", "no", "--protected-mode", "yes")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start redis-server: %w", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	r.cmd, r.exited = cmd, exited
-	deadline := time.Now().Add(10 * time.Second)
-	for pingRedis(r.port) != nil {
-		select {
-		case <-exited:
-			r.cmd = nil
-			log, _ := os.ReadFile(logPath)
-			return fmt.Errorf("redis-server on port %d exited at start; its log:\n%s", r.port, log)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logPath)
-			return fmt.Errorf("redis-server on port %d did not answer PING within 10s; its log:\n%s", r.port, log)
-		}
-	}
-	return nil
-}
-
-// restart starts redis-server again on the same port.
-func (r *redisServer) restart() {
-	r.t.Helper()
-	if err := r.start(); err != nil {
-		r.t.Fatal(err)
-	}
-}
-
-// stop kills redis-server, as a crash would, and reaps it.
-func (r *redisServer) stop() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cmd == nil {
-		return
-	}
-	r.cmd.Process.Kill() // SIGKILL works on a stopped process too
-	<-r.exited
-	r.cmd = nil
-}
-
-// signal sends sig to the running redis-server.
-func (r *redisServer) signal(sig syscall.Signal) {
-	r.t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cmd == nil {
-		r.t.Fatal("redis-server not running")
-	}
-	if err := r.cmd.Process.Signal(sig); err != nil {
-		r.t.Fatal(err)
-	}
-}
-
-// pingRedis sends one PING to the redis on port and expects +PONG.
-func pingRedis(port int) error {
-	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if line != "+PONG\r\n" {
-		return fmt.Errorf("PING answered %q", line)
-	}
-	return nil
-}
 
 // quietRedis silences go-redis's own logger, which reports every failed
 // dial: the tests that stop Redis make hundreds.
@@ -194,9 +38,9 @@ func openRedisTest(t *testing.T, url, prefix string) *RedisStore {
 // connection: the first command dials and says HELLO, which on a loaded
 // machine (-race, 2 cores, other packages' tests) may exceed the store's
 // time budget, and the tests are not about that.
-func openRedisUp(t *testing.T, srv *redisServer, prefix string) *RedisStore {
+func openRedisUp(t *testing.T, srv *redistest.Server, prefix string) *RedisStore {
 	t.Helper()
-	s := openRedisTest(t, srv.url(), prefix)
+	s := openRedisTest(t, srv.URL(), prefix)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, _, err := s.Get(context.Background(), "warm-up")
@@ -204,14 +48,14 @@ func openRedisUp(t *testing.T, srv *redisServer, prefix string) *RedisStore {
 			return s
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("redis on %s not usable within 10s: %v", srv.url(), err)
+			t.Fatalf("redis on %s not usable within 10s: %v", srv.URL(), err)
 		}
 	}
 }
 
 func TestRedisStoreSharedPins(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	a := openRedisUp(t, srv, "")
 	b := openRedisUp(t, srv, "")
 	other := openRedisUp(t, srv, "other:")
@@ -255,7 +99,7 @@ func TestRedisStoreSharedPins(t *testing.T) {
 
 func TestRedisStoreTTL(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	s := openRedisUp(t, srv, "")
 	ctx := context.Background()
 	pttl := func(key string) time.Duration {
@@ -381,17 +225,17 @@ func expectRecovery(t *testing.T, s, peer *RedisStore, what string) {
 func TestRedisStoreDownAndBack(t *testing.T) {
 	// Not parallel: it measures how long operations take, so it runs
 	// before the parallel tests of the package compete for the CPU.
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	a := openRedisUp(t, srv, "")
 	b := openRedisUp(t, srv, "")
 	mustSet(t, a, "ip:203.0.113.7", "ftp-a", time.Minute)
 	mustGet(t, b, "ip:203.0.113.7") // both have a pooled connection now
 
-	srv.stop()
+	srv.Stop()
 	expectFastErrors(t, a, "redis killed")
 	expectFastErrors(t, b, "redis killed")
 
-	srv.restart() // the same port; no persistence, so the old pins are gone
+	srv.Restart() // the same port; no persistence, so the old pins are gone
 	expectRecovery(t, a, b, "redis restarted")
 	expectRecovery(t, b, a, "redis restarted")
 	if _, ok := mustGet(t, a, "ip:203.0.113.7"); ok {
@@ -402,17 +246,17 @@ func TestRedisStoreDownAndBack(t *testing.T) {
 func TestRedisStoreFrozen(t *testing.T) {
 	// Not parallel: it measures how long operations take, so it runs
 	// before the parallel tests of the package compete for the CPU.
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	a := openRedisUp(t, srv, "")
 	b := openRedisUp(t, srv, "")
 	mustSet(t, a, "ip:203.0.113.7", "ftp-a", time.Minute)
 
 	// A stopped process keeps its socket: connections are accepted by the
 	// kernel and commands are never answered, the worst case for a client.
-	srv.signal(syscall.SIGSTOP)
+	srv.Signal(syscall.SIGSTOP)
 	expectFastErrorsFrozen(t, a)
 
-	srv.signal(syscall.SIGCONT)
+	srv.Signal(syscall.SIGCONT)
 	expectRecovery(t, a, b, "redis resumed")
 }
 
@@ -437,11 +281,11 @@ func expectFastErrorsFrozen(t *testing.T, s *RedisStore) {
 func TestRedisStoreCallerDeadline(t *testing.T) {
 	// Not parallel: it measures how long operations take, so it runs
 	// before the parallel tests of the package compete for the CPU.
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	s := openRedisUp(t, srv, "")
 	mustSet(t, s, "k", "ftp-a", time.Minute)
-	srv.signal(syscall.SIGSTOP)
-	defer srv.signal(syscall.SIGCONT)
+	srv.Signal(syscall.SIGSTOP)
+	defer srv.Signal(syscall.SIGCONT)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	d, err := timed(func() error { _, _, err := s.Get(ctx, "k"); return err })
@@ -455,7 +299,7 @@ func TestRedisStoreCallerDeadline(t *testing.T) {
 func TestOpenRedisWithRedisDown(t *testing.T) {
 	// Not parallel: it measures how long operations take, so it runs
 	// before the parallel tests of the package compete for the CPU.
-	url := fmt.Sprintf("redis://127.0.0.1:%d/0", freePort(t))
+	url := fmt.Sprintf("redis://127.0.0.1:%d/0", redistest.FreePort(t))
 	s := openRedisTest(t, url, "")
 	expectFastErrors(t, s, "no redis")
 }

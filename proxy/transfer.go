@@ -129,6 +129,7 @@ func (s *session) abortTransfer(cmd ftpctl.Command, dir direction, dc *dataChann
 		return s.backendLost(err)
 	}
 	dc.abort()
+	finalAfterAbor := final == nil
 	for final == nil && replies != nil {
 		rr, ok := <-replies
 		if !ok {
@@ -139,18 +140,61 @@ func (s *session) abortTransfer(cmd ftpctl.Command, dir direction, dc *dataChann
 		}
 		if rr.rep.Code.Final() {
 			final = &rr.rep
-		} else if err := s.send(rr.rep); err != nil {
-			return err
+			continue
 		}
+		// The client waits for final replies now; a preliminary one would
+		// read as the answer to ABOR (ftplib raises on it). pure-ftpd sends
+		// its transfer statistics as "150 0.004 seconds..." when its data
+		// connection is cut.
+		s.log.Debug().Int("code", int(rr.rep.Code)).Str("text", rr.rep.Text()).Msg("preliminary reply after ABOR dropped")
 	}
 	rep := ftpctl.NewReply(ftpctl.CodeTransferAborted, "Transfer aborted.")
 	if final != nil && final.Code.Class() != ftpctl.ClassCompletion {
 		rep = *final
 	}
+	if finalAfterAbor && final != nil && final.Code.Class() == ftpctl.ClassCompletion {
+		// A 2xx after ABOR answers either the transfer (it completed just
+		// before) or ABOR itself (the transfer got no final reply).
+		abor, err := s.settleAbort(*final)
+		if err != nil {
+			return err
+		}
+		if err := s.endTransfer(cmd, dir, dc, rep, began); err != nil {
+			return err
+		}
+		return s.send(abor)
+	}
 	if err := s.endTransfer(cmd, dir, dc, rep, began); err != nil {
 		return err
 	}
 	return s.relayAnswer()
+}
+
+// settleAbort finds out which command a 2xx reply that followed ABOR
+// answered, and returns ABOR's reply. RFC 959 section 4.1.3 has the
+// backend answer the transfer (426, or 226 if it had completed) and then
+// ABOR (225 or 226); pure-ftpd, when the proxy closed its data connection
+// before it read ABOR, answers only ABOR. The replies alone cannot tell
+// the two apart, and waiting for a second one that may never come would
+// hang the session; a NOOP settles it, since its 200 answers nothing else.
+func (s *session) settleAbort(first ftpctl.Reply) (ftpctl.Reply, error) {
+	if err := s.backend.send(ftpctl.Command{Verb: "NOOP"}, s.cfg.Timeouts.idle()); err != nil {
+		return first, s.backendLost(err)
+	}
+	abor := first
+	for {
+		rep, err := s.backend.r.ReadReply()
+		if err != nil {
+			return first, s.backendLost(err)
+		}
+		switch {
+		case !rep.Code.Final():
+		case rep.Code == ftpctl.CodeOK: // NOOP's: everything before it is told
+			return abor, nil
+		default: // first answered the transfer; this answers ABOR
+			abor = rep
+		}
+	}
 }
 
 // relayAnswer forwards the backend's replies to a command the proxy sent on

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9/logging"
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
@@ -261,6 +262,9 @@ func openStore(ss storeSettings, log zerolog.Logger) (persist.Store, error) {
 		}
 		return fs, nil
 	case "redis":
+		// go-redis prints each failed dial to stderr; the store returns
+		// those errors and the proxy logs them in its own records.
+		logging.Disable()
 		rs, err := persist.OpenRedis(ss.redisURL, "")
 		if err != nil {
 			return nil, err
