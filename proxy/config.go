@@ -44,6 +44,17 @@ type Config struct {
 	// TLSConfig serves the control and data connections alike, so a data
 	// connection can resume the control connection's TLS session. Required.
 	TLSConfig *tls.Config
+	// SessionTLS, if set, returns one session's control and data TLS
+	// configurations, whose tickets are bound to that session
+	// (tlsoffload's ControlConfig and DataConfig). It is used only with
+	// RequireSessionReuse.
+	SessionTLS func(sessionID string) (control, data *tls.Config)
+	// RequireSessionReuse refuses a PROT P data connection that does not
+	// resume the TLS session of its own control connection, so a data
+	// connection cannot be taken over by another client. Needs SessionTLS.
+	// Zero: any data handshake is accepted (stock Python ftplib never
+	// resumes).
+	RequireSessionReuse bool
 	// PlainAllowed lets clients log in without AUTH TLS (tls.require = false).
 	// Zero: USER before AUTH TLS is answered 530, so no password crosses the
 	// network in clear.
@@ -227,6 +238,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TLSConfig == nil {
 		errs = append(errs, errors.New("proxy: no TLS configuration"))
+	}
+	if c.RequireSessionReuse && c.SessionTLS == nil {
+		errs = append(errs, errors.New("proxy: require_session_reuse needs session-bound TLS configurations"))
 	}
 	return errors.Join(errs...)
 }

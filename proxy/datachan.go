@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/ftpsgate/ftpsgate/tlsoffload"
 )
 
 // direction is which way a transfer's data flows.
@@ -31,6 +33,10 @@ func (d direction) String() string {
 // errDataConnect is a passive port nobody valid connected to in time.
 var errDataConnect = errors.New("proxy: no data connection from the client")
 
+// errNoSessionReuse is a data connection refused for not resuming its
+// control connection's TLS session.
+var errNoSessionReuse = errors.New("proxy: data connection did not resume the control TLS session")
+
 // dataChannel is one passive data connection: the proxy's listener for the
 // client, the dial to the backend's passive port, TLS when PROT P, and the
 // relay. It serves at most one transfer.
@@ -41,6 +47,7 @@ type dataChannel struct {
 	target   netip.AddrPort // the backend's data port, at its control IP
 	localIP  netip.Addr     // dial from here: backends refuse data from another IP than control
 	tls      *tls.Config
+	reuse    bool // the data TLS must resume the control session
 	timeouts Timeouts
 	log      zerolog.Logger
 
@@ -77,7 +84,8 @@ func (s *session) openPassive(target netip.AddrPort) (*dataChannel, error) {
 		clientIP: s.clientIP,
 		target:   target,
 		localIP:  s.backend.localIP,
-		tls:      s.srv.cfg.TLSConfig,
+		tls:      s.dataTLS,
+		reuse:    s.cfg.RequireSessionReuse,
 		timeouts: s.srv.cfg.Timeouts,
 		log:      s.log,
 		ctx:      ctx,
@@ -249,9 +257,20 @@ func (dc *dataChannel) handshake(conn net.Conn) (*tls.Conn, error) {
 	ctx, cancel := context.WithTimeout(dc.ctx, dc.timeouts.handshake())
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
+		if errors.Is(err, tlsoffload.ErrForeignTicket) {
+			dc.log.Warn().Str("from", conn.RemoteAddr().String()).
+				Msg("data connection presented another session's TLS ticket: refused")
+			return nil, errors.Join(errNoSessionReuse, err)
+		}
 		return nil, fmt.Errorf("proxy: data connection TLS handshake: %w", err)
 	}
 	st := tc.ConnectionState()
 	dc.resumed, dc.tlsVersion = st.DidResume, st.Version
+	if dc.reuse && !st.DidResume {
+		dc.log.Warn().Str("from", conn.RemoteAddr().String()).
+			Msg("data connection did not resume the control TLS session: refused (tls.require_session_reuse)")
+		tc.Close()
+		return nil, errNoSessionReuse
+	}
 	return tc, nil
 }

@@ -82,6 +82,9 @@ type session struct {
 	data     *dataChannel // passive channel waiting for its transfer
 	backEPSV bool         // ask the backend with EPSV rather than PASV
 
+	controlTLS *tls.Config // the control handshake's configuration
+	dataTLS    *tls.Config // the data handshakes'
+
 	started   time.Time
 	bytesDown int64
 	bytesUp   int64
@@ -107,6 +110,10 @@ func newSession(srv *Server, conn net.Conn, kind listenerKind) *session {
 		localIP:  addrOf(conn.LocalAddr()),
 		prot:     'C',
 		started:  time.Now(),
+	}
+	s.controlTLS, s.dataTLS = srv.cfg.TLSConfig, srv.cfg.TLSConfig
+	if srv.cfg.RequireSessionReuse {
+		s.controlTLS, s.dataTLS = srv.cfg.SessionTLS(s.id)
 	}
 	s.log = srv.log.With().Str("session", s.id).Str("client", conn.RemoteAddr().String()).
 		Str("listener", kind.String()).Logger()
@@ -277,7 +284,7 @@ func (s *session) startTLS(pending []byte) error {
 	if len(pending) > 0 {
 		c = &prefixConn{Conn: s.raw, prefix: pending}
 	}
-	tc := tls.Server(c, s.cfg.TLSConfig)
+	tc := tls.Server(c, s.controlTLS)
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeouts.handshake())
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {

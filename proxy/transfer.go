@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/tls"
+	"errors"
 	"time"
 
 	"github.com/ftpsgate/ftpsgate/ftpctl"
@@ -73,7 +74,10 @@ func (s *session) transfer(cmd ftpctl.Command) error {
 			final, dataDone = &rr.rep, dc.finished(dir)
 		case <-dataDone:
 			rep := *final
-			if _, err := dc.result(dir); err != nil {
+			if _, err := dc.result(dir); errors.Is(err, errNoSessionReuse) {
+				rep = ftpctl.NewReply(ftpctl.CodeNetProtoNotSupp,
+					"Data connection refused: TLS session reuse required.")
+			} else if err != nil {
 				s.log.Warn().Err(err).Str("verb", cmd.Verb).Msg("data connection failed")
 				rep = ftpctl.NewReply(ftpctl.CodeTransferAborted, "Data connection failed; transfer aborted.")
 			}

@@ -30,11 +30,32 @@ type fileConfig struct {
 		Banner       string `toml:"banner"`
 	} `toml:"listen"`
 	TLS struct {
-		CertFile              string `toml:"cert_file"`
-		KeyFile               string `toml:"key_file"`
+		CertFile    string `toml:"cert_file"`
+		KeyFile     string `toml:"key_file"`
+		Certificate []struct {
+			CertFile string `toml:"cert_file"`
+			KeyFile  string `toml:"key_file"`
+		} `toml:"certificate"`
+		StateDir              string `toml:"state_dir"`
+		ReloadInterval        string `toml:"reload_interval"`
 		MinVersion            string `toml:"min_version"`
+		ClientCAFile          string `toml:"client_ca_file"`
+		ClientAuth            string `toml:"client_auth"`
+		TicketKeyFile         string `toml:"ticket_key_file"`
+		TicketRotation        string `toml:"ticket_rotation"`
 		Require               *bool  `toml:"require"`
 		RequireDataProtection bool   `toml:"require_data_protection"`
+		RequireSessionReuse   bool   `toml:"require_session_reuse"`
+		ACME                  struct {
+			Domains         []string `toml:"domains"`
+			Email           string   `toml:"email"`
+			CacheDir        string   `toml:"cache_dir"`
+			DirectoryURL    string   `toml:"directory_url"`
+			DirectoryCAFile string   `toml:"directory_ca_file"`
+			HTTPListen      string   `toml:"http_listen"`
+			TLSALPNListen   string   `toml:"tls_alpn_listen"`
+			RenewBefore     string   `toml:"renew_before"`
+		} `toml:"acme"`
 	} `toml:"tls"`
 	Backend []backendConfig `toml:"backend"`
 	Route   []struct {
@@ -180,10 +201,28 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 		pc.PassivePorts = pr
 	}
 
-	st.tls = tlsoffload.Config{CertFile: fc.TLS.CertFile, KeyFile: fc.TLS.KeyFile}
-	if (fc.TLS.CertFile == "") != (fc.TLS.KeyFile == "") {
+	t := fc.TLS
+	st.tls = tlsoffload.Config{
+		CertFile: t.CertFile, KeyFile: t.KeyFile, StateDir: t.StateDir,
+		ClientCAFile: t.ClientCAFile, ClientAuth: t.ClientAuth, TicketKeyFile: t.TicketKeyFile,
+		ACME: tlsoffload.ACMEConfig{
+			Domains: t.ACME.Domains, Email: t.ACME.Email, CacheDir: t.ACME.CacheDir,
+			DirectoryURL: t.ACME.DirectoryURL, DirectoryCAFile: t.ACME.DirectoryCAFile,
+			HTTPListen: t.ACME.HTTPListen, TLSALPNListen: t.ACME.TLSALPNListen,
+		},
+	}
+	for _, c := range t.Certificate {
+		st.tls.Certificates = append(st.tls.Certificates, tlsoffload.KeyPair{CertFile: c.CertFile, KeyFile: c.KeyFile})
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
 		bad("tls.cert_file and tls.key_file go together", "tls")
 	}
+	switch t.ClientAuth {
+	case "", "none", "request", "require":
+	default:
+		bad(fmt.Sprintf("tls.client_auth %q: want request or require", t.ClientAuth), "tls", "client_auth")
+	}
+	pc.RequireSessionReuse = t.RequireSessionReuse
 	switch fc.TLS.MinVersion {
 	case "", "1.2":
 		st.tls.MinVersion = tls.VersionTLS12
@@ -313,13 +352,16 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 		{"health", "interval", fc.Health.Interval, &h.Interval},
 		{"health", "timeout", fc.Health.Timeout, &h.Timeout},
 		{"health", "eject_backoff", fc.Health.EjectBackoff, &h.EjectBackoff},
+		{"tls", "reload_interval", t.ReloadInterval, &st.tls.ReloadInterval},
+		{"tls", "ticket_rotation", t.TicketRotation, &st.tls.TicketRotation},
+		{"tls.acme", "renew_before", t.ACME.RenewBefore, &st.tls.ACME.RenewBefore},
 	} {
 		if d.raw == "" {
 			continue
 		}
 		v, err := time.ParseDuration(d.raw)
 		if err != nil || v <= 0 {
-			bad(fmt.Sprintf("%s.%s %q: want a positive duration such as \"30s\" or \"5m\"", d.table, d.key, d.raw), d.table, d.key)
+			bad(fmt.Sprintf("%s.%s %q: want a positive duration such as \"30s\" or \"5m\"", d.table, d.key, d.raw), strings.Split(d.table+"."+d.key, ".")...)
 		}
 		*d.dst = v
 	}

@@ -42,12 +42,23 @@ func exampleWithCerts(t *testing.T) string {
 	os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600)
 	os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600)
 	os.WriteFile(filepath.Join(dir, "probe-password"), []byte("probe-pw\n"), 0o600)
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
+	os.WriteFile(filepath.Join(dir, "client-ca.pem"), certPEM, 0o600)
+	other, _ := tlsoffload.SelfSigned([]string{"partners.example.com"}, time.Hour)
+	otherKey, _ := x509.MarshalPKCS8PrivateKey(other.PrivateKey)
+	os.WriteFile(filepath.Join(dir, "partners.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.Certificate[0]}), 0o600)
+	os.WriteFile(filepath.Join(dir, "partners-key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: otherKey}), 0o600)
+	os.WriteFile(filepath.Join(dir, "ticket-keys"), []byte("# current first\nMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600)
+	state := filepath.Join(dir, "state")
+	os.MkdirAll(filepath.Join(state, "acme"), 0o700)
 	src, err := os.ReadFile("../../examples/ftpsgate.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "ftpsgate.toml")
-	os.WriteFile(path, bytes.ReplaceAll(src, []byte("/etc/ftpsgate/"), []byte(dir+"/")), 0o600)
+	src = bytes.ReplaceAll(src, []byte("/etc/ftpsgate/"), []byte(dir+"/"))
+	src = bytes.ReplaceAll(src, []byte("/var/lib/ftpsgate"), []byte(state))
+	os.WriteFile(path, src, 0o600)
 	return path
 }
 
@@ -130,7 +141,7 @@ func TestExampleValues(t *testing.T) {
 		pc.Routes[0].User[0] != "partner-*" {
 		t.Errorf("routes %+v", pc.Routes)
 	}
-	if st.store.kind != "file" || st.store.stateFile != "/var/lib/ftpsgate/affinity.json" {
+	if st.store.kind != "file" || !strings.HasSuffix(st.store.stateFile, "/state/affinity.json") {
 		t.Errorf("store %+v", st.store)
 	}
 }
@@ -213,5 +224,37 @@ func TestVersion(t *testing.T) {
 	out, _, err := runCLI(t, "version")
 	if err != nil || !strings.HasPrefix(out, "ftpsgate ") {
 		t.Errorf("version: %q %v", out, err)
+	}
+}
+
+// TestCheckCertificateFiles: check loads the certificate files and reports
+// a missing one with the line that names it.
+func TestCheckCertificateFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tls.toml")
+	os.WriteFile(path, []byte(`[tls]
+cert_file = "/nonexistent/cert.pem"
+key_file = "/nonexistent/key.pem"
+
+[[backend]]
+address = "127.0.0.1:2100"
+`), 0o600)
+	_, errOut, err := runCLI(t, "check", "--config", path)
+	if err == nil || !strings.Contains(errOut, path+":2:") {
+		t.Errorf("a missing certificate file was not reported at line 2: %v\n%s", err, errOut)
+	}
+}
+
+func TestTLSKey(t *testing.T) {
+	for field, want := range map[string]string{
+		"CertFile":                "tls.cert_file",
+		"ClientCAFile":            "tls.client_ca_file",
+		"ACME.Domains[2]":         "tls.acme.domains.2",
+		"Certificates[0].KeyFile": "tls.certificate.0.key_file",
+		"ACME.DirectoryCAFile":    "tls.acme.directory_ca_file",
+		"ACME.TLSALPNListen":      "tls.acme.tls_alpn_listen",
+	} {
+		if got := strings.Join(tlsKey(field), "."); got != want {
+			t.Errorf("tlsKey(%q) = %q, want %q", field, got, want)
+		}
 	}
 }

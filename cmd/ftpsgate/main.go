@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/redis/go-redis/v9/logging"
 	"github.com/rs/zerolog"
@@ -123,13 +125,27 @@ func checkCommand() *cli.Command {
 				return errors.New("check: --config FILE is required")
 			}
 			st, err := loadSettings(c)
-			if err == nil {
-				_, err = tlsoffload.New(st.tls)
-			}
+			failed := false
 			if err != nil {
 				for _, e := range unjoin(err) {
 					fmt.Fprintln(c.App.ErrWriter, e)
 				}
+				failed = true
+			} else {
+				// The certificate files, the ticket keys and the ACME
+				// section: expiry, key match, chain, cache directory.
+				_, lines, _ := loadFile(path)
+				for _, p := range st.tls.Check() {
+					ce := configError{path, lines.line(tlsKey(p.Field)...), p.Err.Error()}
+					if p.Warning {
+						fmt.Fprintf(c.App.ErrWriter, "%s (warning)\n", ce)
+						continue
+					}
+					fmt.Fprintln(c.App.ErrWriter, ce)
+					failed = true
+				}
+			}
+			if failed {
 				return cli.Exit("", 1)
 			}
 			fmt.Fprintf(c.App.Writer, "%s: ok\n", path)
@@ -187,6 +203,7 @@ func loadSettings(c *cli.Context) (settings, error) {
 // run serves until ctx is done. ready, if not nil, is called once the
 // listeners are open.
 func run(ctx context.Context, st settings, log zerolog.Logger, ready func(*proxy.Server)) error {
+	st.tls.OnEvent = func(e tlsoffload.Event) { logTLSEvent(log, e) }
 	off, err := tlsoffload.New(st.tls)
 	if err != nil {
 		return err
@@ -195,7 +212,25 @@ func run(ctx context.Context, st settings, log zerolog.Logger, ready func(*proxy
 		log.Warn().Str("fingerprint", off.Fingerprint()).
 			Msg("no certificate configured: serving a self-signed one; clients will warn")
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// ACME certificates are obtained before serving; a domain that fails
+	// is retried in the background while the others are served.
+	if err := off.Start(ctx); err != nil {
+		var oe *tlsoffload.ObtainError
+		if !errors.As(err, &oe) {
+			return err
+		}
+	}
+	tlsDone := make(chan error, 1)
+	go func() { tlsDone <- off.Run(ctx) }()
+	defer func() { cancel(); <-tlsDone }()
+	go reloadOnHUP(ctx, off, log)
+
 	st.proxy.TLSConfig = off.TLSConfig()
+	st.proxy.SessionTLS = func(id string) (*tls.Config, *tls.Config) {
+		return off.ControlConfig(id), off.DataConfig(id)
+	}
 	st.proxy.Logger = log
 	if st.proxy.Balance.Affinity != proxy.NoAffinity {
 		store, err := openStore(st.store, log)
@@ -220,6 +255,48 @@ func run(ctx context.Context, st settings, log zerolog.Logger, ready func(*proxy
 	err = srv.Serve(ctx)
 	log.Info().Msg("ftpsgate stopped")
 	return err
+}
+
+// reloadOnHUP re-reads the certificate files on SIGHUP, the signal init
+// systems and certbot hooks send; sessions in flight keep their TLS.
+func reloadOnHUP(ctx context.Context, off *tlsoffload.Offload, log zerolog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			log.Info().Msg("SIGHUP: reloading certificates")
+			off.Reload() // what changed, or failed, arrives as events
+		}
+	}
+}
+
+// logTLSEvent logs a certificate event: failures as errors, a generated
+// certificate as a warning, the rest as information.
+func logTLSEvent(log zerolog.Logger, e tlsoffload.Event) {
+	ev := log.Info()
+	switch e.Kind {
+	case tlsoffload.EventFailed:
+		ev = log.Error().Err(e.Err)
+	case tlsoffload.EventGenerated:
+		ev = log.Warn()
+	}
+	if e.Source != "" {
+		ev = ev.Str("source", e.Source)
+	}
+	if len(e.Names) > 0 {
+		ev = ev.Strs("names", e.Names)
+	}
+	if e.Serial != "" {
+		ev = ev.Str("serial", e.Serial)
+	}
+	if !e.NotAfter.IsZero() {
+		ev = ev.Time("not_after", e.NotAfter)
+	}
+	ev.Str("event", e.Kind.String()).Msg("certificate")
 }
 
 func parseLevel(s string) (zerolog.Level, error) {
@@ -282,4 +359,45 @@ func redactURL(raw string) string {
 		return "(unparsable)"
 	}
 	return u.Redacted()
+}
+
+// tlsKey turns a tlsoffload.Config field path ("ACME.Domains[2]",
+// "Certificates[0].KeyFile") into the TOML key it came from.
+func tlsKey(field string) []string {
+	key := []string{"tls"}
+	for _, part := range strings.Split(field, ".") {
+		name, index, _ := strings.Cut(part, "[")
+		switch name {
+		case "ACME":
+			key = append(key, "acme")
+		case "Certificates":
+			key = append(key, "certificate")
+		case "TLSALPNListen": // two acronyms in a row: no rule splits them
+			key = append(key, "tls_alpn_listen")
+		default:
+			key = append(key, snake(name))
+		}
+		if index != "" {
+			key = append(key, strings.TrimSuffix(index, "]"))
+		}
+	}
+	return key
+}
+
+// snake turns a Go field name into its TOML key: CertFile -> cert_file,
+// ClientCAFile -> client_ca_file.
+func snake(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		upper := r >= 'A' && r <= 'Z'
+		if upper && i > 0 {
+			prevLower := s[i-1] >= 'a' && s[i-1] <= 'z'
+			nextLower := i+1 < len(s) && s[i+1] >= 'a' && s[i+1] <= 'z'
+			if prevLower || nextLower {
+				b.WriteByte('_')
+			}
+		}
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return b.String()
 }

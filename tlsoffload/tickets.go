@@ -1,0 +1,232 @@
+package tlsoffload
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+)
+
+const (
+	// ticketKeysKept is how many generated keys are kept: the current one,
+	// which encrypts, and the previous ones, which still decrypt.
+	ticketKeysKept = 3
+	// maxTicketKeys bounds a TicketKeyFile.
+	maxTicketKeys = 8
+	// bindingPrefix starts the SessionState.Extra entry that names the FTP
+	// session a ticket was issued to.
+	bindingPrefix = "ftpsgate/session:"
+)
+
+// ErrForeignTicket is wrapped by the handshake error of a DataConfig
+// connection that presented a ticket issued to another FTP session (or to no
+// session): a client mixing up sessions, or one trying to pass off a stolen
+// ticket.
+var ErrForeignTicket = errors.New("tlsoffload: data connection presented another session's ticket")
+
+// ticketKeys are the session-ticket keys in use, first one encrypting.
+type ticketKeys struct {
+	mu       sync.Mutex // guards keys and fileSum
+	keys     [][32]byte
+	fileSum  [32]byte // of TicketKeyFile's contents when keys were read from it
+	seenBad  [32]byte // contents a poll found broken, reported on a second look
+	reported [32]byte // contents last reported broken
+}
+
+func (t *ticketKeys) current() [][32]byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.keys
+}
+
+// initTickets reads TicketKeyFile, or makes the first random key.
+func (o *Offload) initTickets() error {
+	if o.cfg.TicketKeyFile != "" {
+		keys, sum, err := readTicketKeyFile(o.cfg.TicketKeyFile)
+		if err != nil {
+			return err
+		}
+		o.tickets.keys, o.tickets.fileSum = keys, sum
+		return nil
+	}
+	var k [32]byte
+	if _, err := rand.Read(k[:]); err != nil {
+		return fmt.Errorf("tlsoffload: %w", err)
+	}
+	o.tickets.keys = [][32]byte{k}
+	return nil
+}
+
+// rotateTickets puts a new random key first and drops the oldest beyond
+// ticketKeysKept. With a TicketKeyFile it does nothing: the file's writer
+// rotates.
+func (o *Offload) rotateTickets() error {
+	if o.cfg.TicketKeyFile != "" {
+		return nil
+	}
+	var k [32]byte
+	if _, err := rand.Read(k[:]); err != nil {
+		o.emit(Event{Kind: EventFailed, Source: "ticket rotation", Err: err})
+		return fmt.Errorf("tlsoffload: %w", err)
+	}
+	o.tickets.mu.Lock()
+	keys := append([][32]byte{k}, o.tickets.keys...)
+	if len(keys) > ticketKeysKept {
+		keys = keys[:ticketKeysKept]
+	}
+	o.tickets.keys = keys
+	o.config.SetSessionTicketKeys(keys)
+	o.tickets.mu.Unlock()
+	o.emit(Event{Kind: EventTicketKeys, Source: "ticket rotation"})
+	return nil
+}
+
+// reloadTicketKeys reads TicketKeyFile again; a broken file keeps the keys
+// in use. Called with Offload.reloadMu held.
+func (o *Offload) reloadTicketKeys(explicit bool) error {
+	path := o.cfg.TicketKeyFile
+	if path == "" {
+		return nil
+	}
+	keys, sum, err := readTicketKeyFile(path)
+	t := &o.tickets
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err == nil && sum == t.fileSum {
+		return nil
+	}
+	if err != nil {
+		if !explicit && sum != t.seenBad {
+			t.seenBad = sum
+			return nil
+		}
+		err = fmt.Errorf("%w (keeping the %d keys in use)", err, len(t.keys))
+		if explicit || sum != t.reported {
+			t.reported = sum
+			o.emit(Event{Kind: EventFailed, Source: path, Err: err})
+		}
+		return err
+	}
+	t.keys, t.fileSum = keys, sum
+	o.config.SetSessionTicketKeys(keys)
+	o.emit(Event{Kind: EventTicketKeys, Source: path})
+	return nil
+}
+
+// readTicketKeyFile parses the format documented at Config.TicketKeyFile.
+// sum identifies the contents, or the error.
+func readTicketKeyFile(path string) ([][32]byte, [32]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, sha256.Sum256([]byte(err.Error())), fmt.Errorf("tlsoffload: ticket key file: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	var keys [][32]byte
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, err := base64.StdEncoding.DecodeString(line)
+		if err != nil || len(k) != 32 {
+			return nil, sum, fmt.Errorf("tlsoffload: ticket key file %s line %d: want 32 bytes in base64 (openssl rand -base64 32)", path, n)
+		}
+		keys = append(keys, [32]byte(k))
+	}
+	switch {
+	case len(keys) == 0:
+		return nil, sum, fmt.Errorf("tlsoffload: ticket key file %s: no key", path)
+	case len(keys) > maxTicketKeys:
+		return nil, sum, fmt.Errorf("tlsoffload: ticket key file %s: %d keys, at most %d", path, len(keys), maxTicketKeys)
+	}
+	return keys, sum, nil
+}
+
+// ControlConfig returns the configuration for the control connection of FTP
+// session sessionID, for use with DataConfig when data connections must
+// resume their control session (tls.require_session_reuse). Tickets it
+// issues carry sessionID (in SessionState.Extra, encrypted with the ticket
+// keys); it resumes only tickets that carry sessionID, so a control
+// connection always starts a fresh TLS session, whose tickets are this
+// session's. Call it once per connection: it is a clone of TLSConfig with
+// the current ticket keys.
+func (o *Offload) ControlConfig(sessionID string) *tls.Config {
+	return o.boundConfig(sessionID, false)
+}
+
+// DataConfig returns the configuration for one data connection of FTP
+// session sessionID. After the handshake:
+//
+//   - ConnectionState().DidResume is true: the client resumed a TLS session
+//     of sessionID (its control connection's, or a previous data
+//     connection's), issued by this instance or one sharing its
+//     TicketKeyFile;
+//   - DidResume is false: the client sent no usable ticket (none, expired,
+//     or encrypted with a key no longer kept); with
+//     tls.require_session_reuse the proxy refuses the transfer (522);
+//   - the handshake failed with an error wrapping ErrForeignTicket: the
+//     client presented a ticket issued to another session.
+//
+// Call it once per connection: it is a clone of TLSConfig with the current
+// ticket keys.
+func (o *Offload) DataConfig(sessionID string) *tls.Config {
+	return o.boundConfig(sessionID, true)
+}
+
+// boundConfig clones the shared config and binds its tickets to sessionID.
+// strict: a ticket of another session fails the handshake instead of
+// falling back to a full one.
+func (o *Offload) boundConfig(sessionID string, strict bool) *tls.Config {
+	c := o.config.Clone()
+	c.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		ss.Extra = withBinding(ss.Extra, sessionID)
+		return c.EncryptTicket(cs, ss)
+	}
+	c.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		ss, err := c.DecryptTicket(identity, cs)
+		if err != nil || ss == nil {
+			return nil, nil // not ours, or from a key no longer kept: full handshake
+		}
+		bound, ok := binding(ss.Extra)
+		if ok && bound == sessionID {
+			return ss, nil
+		}
+		if !strict {
+			return nil, nil
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w (a ticket bound to no session, on session %q)", ErrForeignTicket, sessionID)
+		}
+		return nil, fmt.Errorf("%w (session %q's ticket, on session %q)", ErrForeignTicket, bound, sessionID)
+	}
+	return c
+}
+
+// withBinding replaces any binding in extra with sessionID's.
+func withBinding(extra [][]byte, sessionID string) [][]byte {
+	out := make([][]byte, 0, len(extra)+1)
+	for _, e := range extra {
+		if !bytes.HasPrefix(e, []byte(bindingPrefix)) {
+			out = append(out, e)
+		}
+	}
+	return append(out, []byte(bindingPrefix+sessionID))
+}
+
+// binding returns the session id a ticket was bound to.
+func binding(extra [][]byte) (string, bool) {
+	for _, e := range extra {
+		if id, ok := bytes.CutPrefix(e, []byte(bindingPrefix)); ok {
+			return string(id), true
+		}
+	}
+	return "", false
+}
