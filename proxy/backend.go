@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ftpsgate/ftpsgate/ftpctl"
+	"github.com/ftpsgate/ftpsgate/tlsoffload"
 )
 
 // backendConn is a session's control connection to its backend.
@@ -20,6 +22,11 @@ type backendConn struct {
 	ip       netip.Addr // the backend's control IP: its data ports are dialled here
 	localIP  netip.Addr // our side of the control connection: data is dialled from it
 	greeting ftpctl.Reply
+	// tls is the session's configuration toward a TLS backend, nil for a
+	// plain one. Its session cache makes data connections resume this
+	// control connection's TLS session, as vsftpd's require_ssl_reuse asks.
+	tls     *tls.Config
+	maxLine int
 }
 
 // errBackendGreeting is a backend that answered its connection with
@@ -48,18 +55,90 @@ func dialBackend(ctx context.Context, b Backend, timeout time.Duration, maxLine 
 		r:       ftpctl.NewReader(bufio.NewReader(conn), maxLine),
 		ip:      addrOf(conn.RemoteAddr()),
 		localIP: addrOf(conn.LocalAddr()),
+		maxLine: maxLine,
+	}
+	if b.tlsMode() != tlsoffload.BackendOff {
+		host, _, _ := net.SplitHostPort(b.Address)
+		bc.tls = b.TLS.SessionConfig(host)
+	}
+	if err := bc.greet(ctx); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	return bc, nil
+}
+
+// greet reads the backend's 220 and, toward an FTPS backend, secures the
+// control connection (TLS first when implicit, AUTH TLS when explicit)
+// and asks for protected data connections.
+func (bc *backendConn) greet(ctx context.Context) error {
+	if bc.tlsMode() == tlsoffload.BackendImplicit {
+		if err := bc.startTLS(ctx); err != nil {
+			return err
+		}
 	}
 	rep, err := bc.r.ReadReply()
 	if err == nil && rep.Code != ftpctl.CodeReady {
 		err = fmt.Errorf("%w: %d %s", errBackendGreeting, rep.Code, rep.Text())
 	}
 	if err != nil {
-		conn.Close()
-		return nil, err
+		return err
 	}
-	conn.SetDeadline(time.Time{})
 	bc.greeting = rep
-	return bc, nil
+	if bc.tls == nil {
+		return nil
+	}
+	deadline, _ := ctx.Deadline()
+	timeout := time.Until(deadline)
+	if bc.tlsMode() == tlsoffload.BackendExplicit {
+		rep, err := bc.roundTrip(ftpctl.Command{Verb: "AUTH", Arg: "TLS"}, timeout)
+		if err != nil {
+			return err
+		}
+		if rep.Code != ftpctl.CodeAuthOK {
+			return fmt.Errorf("proxy: backend refused AUTH TLS: %w", &ftpctl.ReplyError{Command: "AUTH", Reply: rep})
+		}
+		if err := bc.startTLS(ctx); err != nil {
+			return err
+		}
+	}
+	// Reading these replies also stores a TLS 1.3 ticket, which the data
+	// connections resume.
+	for _, cmd := range []ftpctl.Command{{Verb: "PBSZ", Arg: "0"}, {Verb: "PROT", Arg: "P"}} {
+		rep, err := bc.roundTrip(cmd, timeout)
+		if err != nil {
+			return err
+		}
+		if rep.Code.Class() != ftpctl.ClassCompletion {
+			return fmt.Errorf("proxy: backend refused %s: %w", cmd, &ftpctl.ReplyError{Command: cmd.Verb, Reply: rep})
+		}
+	}
+	return nil
+}
+
+// startTLS runs the client handshake on the backend control connection.
+func (bc *backendConn) startTLS(ctx context.Context) error {
+	tc := tls.Client(bc.conn, bc.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("proxy: backend TLS handshake: %w", err)
+	}
+	bc.conn = tc
+	bc.r = ftpctl.NewReader(bufio.NewReader(tc), bc.maxLine)
+	return nil
+}
+
+// secureData wraps a data connection to a TLS backend; the proxy is the TLS
+// client there, as the FTP client always is (RFC 4217 section 7).
+func (bc *backendConn) secureData(ctx context.Context, conn net.Conn) (net.Conn, error) {
+	if bc.tls == nil {
+		return conn, nil
+	}
+	tc := tls.Client(conn, bc.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("proxy: backend data TLS handshake: %w", err)
+	}
+	return tc, nil
 }
 
 // send writes one command line to the backend, which then has timeout to

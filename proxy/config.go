@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ftpsgate/ftpsgate/persist"
+	"github.com/ftpsgate/ftpsgate/tlsoffload"
 )
 
 // Config is everything a Server needs. The zero value of each field works
@@ -103,11 +104,22 @@ func (c *Config) banner() string {
 	return c.Banner
 }
 
-// Backend is one plain FTP server.
+// Backend is one FTP server behind the proxy.
 type Backend struct {
 	Address string // host:port
 	Name    string // for logs and affinity pins; zero: Address
 	Weight  int    // share of sessions relative to the others; zero: 1
+	// TLS is how to speak TLS to a backend that is an FTPS server itself.
+	// nil (or mode "off"): plain FTP, the point of offloading.
+	TLS *tlsoffload.BackendTLS
+}
+
+// tlsMode is the backend's TLS mode, "off" when none is configured.
+func (b Backend) tlsMode() string {
+	if b.TLS == nil {
+		return tlsoffload.BackendOff
+	}
+	return b.TLS.Mode()
 }
 
 // Balance says how sessions are spread over a pool and kept on a backend.

@@ -46,10 +46,13 @@ type dataChannel struct {
 	clientIP netip.Addr
 	target   netip.AddrPort // the backend's data port, at its control IP
 	localIP  netip.Addr     // dial from here: backends refuse data from another IP than control
-	tls      *tls.Config
-	reuse    bool // the data TLS must resume the control session
-	timeouts Timeouts
-	log      zerolog.Logger
+	// backendTLS secures the data connection toward an FTPS backend (a
+	// no-op toward a plain one).
+	backendTLS func(context.Context, net.Conn) (net.Conn, error)
+	tls        *tls.Config
+	reuse      bool // the data TLS must resume the control session
+	timeouts   Timeouts
+	log        zerolog.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -79,21 +82,22 @@ func (s *session) openPassive(target netip.AddrPort) (*dataChannel, error) {
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	dc := &dataChannel{
-		ln:       ln.(*net.TCPListener),
-		release:  release,
-		clientIP: s.clientIP,
-		target:   target,
-		localIP:  s.backend.localIP,
-		tls:      s.dataTLS,
-		reuse:    s.cfg.RequireSessionReuse,
-		timeouts: s.srv.cfg.Timeouts,
-		log:      s.log,
-		ctx:      ctx,
-		cancel:   cancel,
-		start:    make(chan transferStart, 1),
-		downDone: make(chan struct{}),
-		upDone:   make(chan struct{}),
-		done:     make(chan struct{}),
+		ln:         ln.(*net.TCPListener),
+		release:    release,
+		clientIP:   s.clientIP,
+		target:     target,
+		localIP:    s.backend.localIP,
+		backendTLS: s.backend.secureData,
+		tls:        s.dataTLS,
+		reuse:      s.cfg.RequireSessionReuse,
+		timeouts:   s.srv.cfg.Timeouts,
+		log:        s.log,
+		ctx:        ctx,
+		cancel:     cancel,
+		start:      make(chan transferStart, 1),
+		downDone:   make(chan struct{}),
+		upDone:     make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	s.wg.Add(1)
 	go func() {
@@ -208,6 +212,18 @@ func (dc *dataChannel) connect() (client, backend net.Conn, t transferStart, err
 		backend.Close()
 		return nil, nil, t, dc.ctx.Err()
 	}
+	// Toward an FTPS backend, TLS once the backend is in its transfer: it
+	// accepts the data connection only then. Its 150 follows, and only
+	// then does the client start its own handshake.
+	ctx, cancel := context.WithTimeout(dc.ctx, dc.timeouts.handshake())
+	secured, err := dc.backendTLS(ctx, backend)
+	cancel()
+	if err != nil {
+		client.Close()
+		backend.Close()
+		return nil, nil, t, err
+	}
+	backend = secured
 	if t.protect {
 		tc, err := dc.handshake(client)
 		if err != nil {

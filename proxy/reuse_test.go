@@ -110,4 +110,3 @@ func dataRetr(t *testing.T, rc *rawClient, cfg *tls.Config) ftpctl.Reply {
 	}
 	return rep
 }
-

@@ -103,9 +103,13 @@ type fileConfig struct {
 }
 
 type backendConfig struct {
-	Address string `toml:"address"`
-	Name    string `toml:"name"`
-	Weight  int    `toml:"weight"`
+	Address            string `toml:"address"`
+	Name               string `toml:"name"`
+	Weight             int    `toml:"weight"`
+	TLS                string `toml:"tls"`
+	CAFile             string `toml:"ca_file"`
+	InsecureSkipVerify bool   `toml:"insecure_skip_verify"`
+	ServerName         string `toml:"server_name"`
 }
 
 // settings is a loaded configuration: the parts each package takes.
@@ -256,7 +260,13 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 				bad(fmt.Sprintf("backend %q appears twice in one pool: give each a distinct name", name), append(key, "name")...)
 			}
 			names[name] = true
-			out = append(out, proxy.Backend{Address: b.Address, Name: b.Name, Weight: b.Weight})
+			bt, err := tlsoffload.NewBackendTLS(tlsoffload.BackendConfig{
+				Mode: b.TLS, CAFile: b.CAFile, InsecureSkipVerify: b.InsecureSkipVerify, ServerName: b.ServerName,
+			})
+			if err != nil {
+				bad(fmt.Sprintf("backend %s: %s", name, strings.TrimPrefix(err.Error(), "tlsoffload: ")), append(key, "tls")...)
+			}
+			out = append(out, proxy.Backend{Address: b.Address, Name: b.Name, Weight: b.Weight, TLS: bt})
 		}
 		return out
 	}

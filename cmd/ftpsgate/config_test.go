@@ -44,6 +44,7 @@ func exampleWithCerts(t *testing.T) string {
 	os.WriteFile(filepath.Join(dir, "probe-password"), []byte("probe-pw\n"), 0o600)
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
 	os.WriteFile(filepath.Join(dir, "client-ca.pem"), certPEM, 0o600)
+	os.WriteFile(filepath.Join(dir, "backend-ca.pem"), certPEM, 0o600)
 	other, _ := tlsoffload.SelfSigned([]string{"partners.example.com"}, time.Hour)
 	otherKey, _ := x509.MarshalPKCS8PrivateKey(other.PrivateKey)
 	os.WriteFile(filepath.Join(dir, "partners.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.Certificate[0]}), 0o600)
@@ -122,7 +123,8 @@ func TestExampleValues(t *testing.T) {
 	if pc.PublicHost.String() != "203.0.113.10" {
 		t.Errorf("public host %v", pc.PublicHost)
 	}
-	if len(pc.Backends) != 2 || pc.Backends[1].Address != "10.0.0.6:21" || pc.Backends[1].Name != "ftp-b" {
+	if len(pc.Backends) != 2 || pc.Backends[1].Address != "10.0.0.6:21" || pc.Backends[1].Name != "ftp-b" ||
+		pc.Backends[1].TLS.Mode() != "explicit" || pc.Backends[0].TLS.Mode() != "off" {
 		t.Errorf("backends %+v", pc.Backends)
 	}
 	if pc.Timeouts.Idle != 5*time.Minute || pc.Timeouts.DataConnect != 30*time.Second {
