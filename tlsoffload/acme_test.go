@@ -8,163 +8,27 @@ package tlsoffload
 // PEBBLE_VA_ALWAYS_VALID is never set.
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
-	"log"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
-	"github.com/miekg/dns"
+	"github.com/ftpsgate/ftpsgate/tlsoffload/pebbletest"
 )
 
-func TestMain(m *testing.M) {
-	// Pebble's validation authority sleeps up to 5 s before each validation
-	// and its front end rejects 5% of nonces, to exercise clients; neither
-	// is what these tests are about. Read when Pebble is built, in the tests.
-	os.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	os.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	os.Exit(m.Run())
-}
-
-// pebbleCA is an in-process Pebble.
-type pebbleCA struct {
-	dirURL    string         // the ACME directory
-	tlsCAFile string         // trust for the directory's HTTPS (ACMEConfig.DirectoryCAFile)
-	roots     *x509.CertPool // the root Pebble issues under
-	httpPort  int            // where its VA fetches http-01 tokens
-	tlsPort   int            // where its VA does tls-alpn-01
-	orders    atomic.Int32   // new-order requests
-	log       *logBuffer
-}
-
-// startPebble runs a Pebble whose certificates are valid for validity.
-func startPebble(t *testing.T, validity time.Duration) *pebbleCA {
-	t.Helper()
-	if os.Getenv("PEBBLE_VA_ALWAYS_VALID") != "" {
-		t.Fatal("PEBBLE_VA_ALWAYS_VALID is set: this test is about real validation")
-	}
-	p := &pebbleCA{httpPort: freePort(t), tlsPort: freePort(t), log: &logBuffer{}}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("pebble log:\n%s", p.log)
-		}
-	})
-	logger := log.New(p.log, "pebble ", log.Lmicroseconds)
-	store := db.NewMemoryStore()
-	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{
-		"default": {Description: "ftpsgate test", ValidityPeriod: uint64(validity / time.Second)},
-	})
-	validator := va.New(logger, p.httpPort, p.tlsPort, false, startDNS(t), store)
-	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
-	handler := front.Handler()
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && r.URL.Path == "/order-plz" {
-			p.orders.Add(1)
-		}
-		handler.ServeHTTP(w, r)
-	}))
-	srv.Config.ErrorLog = logger
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	p.dirURL = srv.URL + "/dir"
-	p.tlsCAFile = filepath.Join(t.TempDir(), "pebble-https.pem")
-	os.WriteFile(p.tlsCAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
-	p.roots = x509.NewCertPool()
-	p.roots.AddCert(authority.GetRootCert(0).Cert)
-	return p
-}
-
-// startDNS answers every A query with 127.0.0.1, except for names under
-// "unreachable.", which get 127.0.0.2 where nothing listens, and AAAA
-// queries with nothing. Pebble's VA asks over TCP.
-func startDNS(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{
-		Listener:          ln,
-		NotifyStartedFunc: func() { close(started) },
-		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-			m := new(dns.Msg)
-			m.SetReply(r)
-			for _, q := range r.Question {
-				if q.Qtype != dns.TypeA {
-					continue
-				}
-				ip := "127.0.0.1"
-				if strings.HasPrefix(q.Name, "unreachable.") {
-					ip = "127.0.0.2"
-				}
-				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET}, A: net.ParseIP(ip)})
-			}
-			w.WriteMsg(m)
-		}),
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); srv.ActivateAndServe() }()
-	<-started
-	t.Cleanup(func() { srv.Shutdown(); <-done })
-	return ln.Addr().String()
-}
-
-// freePort finds a loopback port that is free now. Pebble's VA takes the
-// challenge ports before ftpsgate binds them, hence the small race.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // acmeConfig is an ACME section for p, answering http-01.
-func (p *pebbleCA) acmeConfig(cacheDir string, domains ...string) ACMEConfig {
+func acmeConfig(p *pebbletest.CA, cacheDir string, domains ...string) ACMEConfig {
 	return ACMEConfig{
 		Domains:         domains,
 		Email:           "ops@example.com",
 		CacheDir:        cacheDir,
-		DirectoryURL:    p.dirURL,
-		DirectoryCAFile: p.tlsCAFile,
-		HTTPListen:      "127.0.0.1:" + strconv.Itoa(p.httpPort),
+		DirectoryURL:    p.DirURL,
+		DirectoryCAFile: p.TLSCAFile,
+		HTTPListen:      p.HTTPListen(),
 	}
 }
 
@@ -199,12 +63,12 @@ func running(t *testing.T, o *Offload) (stop func()) {
 // message; no other name triggers an order; tls-alpn-01.
 func TestACMEPebble(t *testing.T) {
 	t.Parallel()
-	p := startPebble(t, 0) // Pebble's default validity, 90 days
+	p := pebbletest.Start(t, 0) // Pebble's default validity, 90 days
 	cacheDir := t.TempDir()
 	domains := []string{"ftp.pebble.test", "files.pebble.test"}
 
 	var ev1 events
-	o1, err := New(Config{ACME: p.acmeConfig(cacheDir, domains...), OnEvent: ev1.add})
+	o1, err := New(Config{ACME: acmeConfig(p, cacheDir, domains...), OnEvent: ev1.add})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,25 +78,25 @@ func TestACMEPebble(t *testing.T) {
 	start := time.Now()
 	stop1 := running(t, o1)
 	t.Logf("two certificates obtained in %s", time.Since(start).Round(time.Millisecond))
-	if n := p.orders.Load(); n != 2 {
+	if n := p.Orders.Load(); n != 2 {
 		t.Errorf("%d orders for 2 domains", n)
 	}
 	if n := ev1.count(EventObtained); n != 2 {
 		t.Errorf("%d obtained events, want 2: %v", n, ev1.list())
 	}
 	for _, d := range domains {
-		if !strings.Contains(p.log.String(), "Attempting to validate w/ HTTP: http://"+d+":"+strconv.Itoa(p.httpPort)+"/.well-known/acme-challenge/") {
+		if !strings.Contains(p.Log.String(), "Attempting to validate w/ HTTP: http://"+d+":"+strconv.Itoa(p.HTTPPort)+"/.well-known/acme-challenge/") {
 			t.Errorf("pebble did not validate %s over http-01", d)
 		}
 	}
-	if strings.Contains(p.log.String(), "tls-alpn-01") {
+	if strings.Contains(p.Log.String(), "tls-alpn-01") {
 		t.Error("tls-alpn-01 attempted though not served (costs a failed validation per order)")
 	}
 
 	srv := startServer(t, o1.TLSConfig)
 	serials := map[string]string{}
 	for _, d := range domains {
-		c, err := dial(t, srv.addr, &tls.Config{ServerName: d, RootCAs: p.roots})
+		c, err := dial(t, srv.addr, &tls.Config{ServerName: d, RootCAs: p.Roots})
 		if err != nil {
 			t.Fatalf("%s: chain does not verify against Pebble's root: %v", d, err)
 		}
@@ -261,14 +125,14 @@ func TestACMEPebble(t *testing.T) {
 	if err := o1.acme.hostPolicy(context.Background(), "FTP.pebble.test:5002"); err != nil {
 		t.Errorf("host policy refuses a configured name with a port: %v", err)
 	}
-	if n := p.orders.Load(); n != 2 {
+	if n := p.Orders.Load(); n != 2 {
 		t.Errorf("%d orders after handshakes: a handshake placed one", n)
 	}
 	stop1()
 
 	t.Run("restart reuses the cache", func(t *testing.T) {
 		var ev events
-		o2, err := New(Config{ACME: p.acmeConfig(cacheDir, domains...), OnEvent: ev.add})
+		o2, err := New(Config{ACME: acmeConfig(p, cacheDir, domains...), OnEvent: ev.add})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -281,12 +145,12 @@ func TestACMEPebble(t *testing.T) {
 		o2.acme.checkEvery = 50 * time.Millisecond // exercise Run's checks too
 		running(t, o2)
 		time.Sleep(200 * time.Millisecond)
-		if n := p.orders.Load(); n != 2 {
+		if n := p.Orders.Load(); n != 2 {
 			t.Errorf("restart placed %d new orders", n-2)
 		}
 		srv := startServer(t, o2.TLSConfig)
 		for _, d := range domains {
-			cs, err := handshake(t, srv.addr, &tls.Config{ServerName: d, RootCAs: p.roots})
+			cs, err := handshake(t, srv.addr, &tls.Config{ServerName: d, RootCAs: p.Roots})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -300,7 +164,7 @@ func TestACMEPebble(t *testing.T) {
 	})
 
 	t.Run("failure carries the CA's message", func(t *testing.T) {
-		o3, err := New(Config{ACME: p.acmeConfig(t.TempDir(), "unreachable.pebble.test")})
+		o3, err := New(Config{ACME: acmeConfig(p, t.TempDir(), "unreachable.pebble.test")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -327,7 +191,7 @@ func TestACMEPebble(t *testing.T) {
 
 	t.Run("Run without Start reports failures as events", func(t *testing.T) {
 		var ev events
-		o, err := New(Config{ACME: p.acmeConfig(t.TempDir(), "unreachable.pebble.test"), OnEvent: ev.add})
+		o, err := New(Config{ACME: acmeConfig(p, t.TempDir(), "unreachable.pebble.test"), OnEvent: ev.add})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -346,8 +210,8 @@ func TestACMEPebble(t *testing.T) {
 	})
 
 	t.Run("tls-alpn-01", func(t *testing.T) {
-		alpn := "127.0.0.1:" + strconv.Itoa(p.tlsPort)
-		cfg := p.acmeConfig(t.TempDir(), "alpn.pebble.test")
+		alpn := "127.0.0.1:" + strconv.Itoa(p.TLSPort)
+		cfg := acmeConfig(p, t.TempDir(), "alpn.pebble.test")
 		cfg.HTTPListen, cfg.TLSALPNListen = "off", alpn
 		var ev events
 		o4, err := New(Config{ACME: cfg, OnEvent: ev.add})
@@ -375,9 +239,9 @@ func TestACMEPebble(t *testing.T) {
 // autocert's timers, reported, and served to new handshakes.
 func TestACMERenewal(t *testing.T) {
 	t.Parallel()
-	p := startPebble(t, 12*time.Second)
+	p := pebbletest.Start(t, 12*time.Second)
 	var ev events
-	cfg := p.acmeConfig(t.TempDir(), "renew.pebble.test")
+	cfg := acmeConfig(p, t.TempDir(), "renew.pebble.test")
 	cfg.RenewBefore = 9 * time.Second // renewal due about 3 s after issue
 	o, err := New(Config{ACME: cfg, OnEvent: ev.add})
 	if err != nil {
@@ -396,7 +260,7 @@ func TestACMERenewal(t *testing.T) {
 		t.Errorf("renewed event %v: want a new serial, later expiry than %s", renewed, first.Leaf.NotAfter)
 	}
 	srv := startServer(t, o.TLSConfig)
-	cs, err := handshake(t, srv.addr, &tls.Config{ServerName: "renew.pebble.test", RootCAs: p.roots})
+	cs, err := handshake(t, srv.addr, &tls.Config{ServerName: "renew.pebble.test", RootCAs: p.Roots})
 	if err != nil {
 		t.Fatal(err)
 	}
