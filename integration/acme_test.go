@@ -11,6 +11,7 @@ import (
 
 	"github.com/jlaffaye/ftp"
 
+	"github.com/ftpsgate/ftpsgate/persist/redistest"
 	"github.com/ftpsgate/ftpsgate/tlsoffload/pebbletest"
 )
 
@@ -73,5 +74,52 @@ address = %q
 	transfer(p2)
 	if n := ca.Orders.Load(); n != orders {
 		t.Errorf("the restart ordered again: %d orders", n)
+	}
+}
+
+// TestACMECacheInRedis: two instances of a fleet share the ACME cache in
+// Redis: the second serves the first one's certificate without ordering.
+func TestACMECacheInRedis(t *testing.T) {
+	ca := pebbletest.Start(t, 0)
+	rds := redistest.Start(t)
+	backend := memBackend(t)
+	config := func(name string) string {
+		dir := t.TempDir()
+		cfg := filepath.Join(dir, name+".toml")
+		os.WriteFile(cfg, []byte(fmt.Sprintf(`
+[tls.acme]
+domains = ["fleet.pebble.test"]
+cache = "redis"
+directory_url = %q
+directory_ca_file = %q
+http_listen = %q
+
+[balance]
+redis_url = %q
+
+[[backend]]
+address = %q
+`, ca.DirURL, ca.TLSCAFile, ca.HTTPListen(), rds.URL(), backend.Addr())), 0o600)
+		return cfg
+	}
+	verify := func(p *proxyProc) {
+		t.Helper()
+		c, err := ftp.Dial(p.explicit, ftp.DialWithTimeout(10*time.Second),
+			ftp.DialWithExplicitTLS(&tls.Config{ServerName: "fleet.pebble.test", RootCAs: ca.Roots}))
+		if err != nil {
+			t.Fatalf("verified FTPS connection: %v", err)
+		}
+		c.Quit()
+	}
+	p1 := startProxy(t, "--config", config("one"))
+	verify(p1)
+	if n := ca.Orders.Load(); n != 1 {
+		t.Fatalf("%d orders", n)
+	}
+	p1.stop(t) // the second instance's http-01 listener takes the same port
+	p2 := startProxy(t, "--config", config("two"))
+	verify(p2)
+	if n := ca.Orders.Load(); n != 1 {
+		t.Errorf("the second instance ordered again: %d orders", n)
 	}
 }

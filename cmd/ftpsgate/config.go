@@ -55,6 +55,7 @@ type fileConfig struct {
 			HTTPListen      string   `toml:"http_listen"`
 			TLSALPNListen   string   `toml:"tls_alpn_listen"`
 			RenewBefore     string   `toml:"renew_before"`
+			Cache           string   `toml:"cache"`
 		} `toml:"acme"`
 	} `toml:"tls"`
 	Backend []backendConfig `toml:"backend"`
@@ -117,6 +118,7 @@ type settings struct {
 	proxy     proxy.Config
 	tls       tlsoffload.Config
 	store     storeSettings
+	acmeRedis string // the Redis URL of a shared ACME cache, if any
 	logLevel  string
 	logFormat string
 }
@@ -227,6 +229,16 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 		bad(fmt.Sprintf("tls.client_auth %q: want request or require", t.ClientAuth), "tls", "client_auth")
 	}
 	pc.RequireSessionReuse = t.RequireSessionReuse
+	switch t.ACME.Cache {
+	case "", "dir":
+	case "redis":
+		st.acmeRedis = fc.Balance.RedisURL
+		if !strings.HasPrefix(st.acmeRedis, "redis://") && !strings.HasPrefix(st.acmeRedis, "rediss://") {
+			bad("tls.acme.cache = \"redis\" needs [balance] redis_url", "tls", "acme", "cache")
+		}
+	default:
+		bad(fmt.Sprintf("tls.acme.cache %q: want \"dir\" or \"redis\"", t.ACME.Cache), "tls", "acme", "cache")
+	}
 	switch fc.TLS.MinVersion {
 	case "", "1.2":
 		st.tls.MinVersion = tls.VersionTLS12

@@ -204,6 +204,15 @@ func loadSettings(c *cli.Context) (settings, error) {
 // listeners are open.
 func run(ctx context.Context, st settings, log zerolog.Logger, ready func(*proxy.Server)) error {
 	st.tls.OnEvent = func(e tlsoffload.Event) { logTLSEvent(log, e) }
+	if st.acmeRedis != "" {
+		logging.Disable() // see openStore
+		rs, err := persist.OpenRedis(st.acmeRedis, acmePrefix)
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
+		st.tls.ACME.Cache = redisACMECache{rs}
+	}
 	off, err := tlsoffload.New(st.tls)
 	if err != nil {
 		return err
