@@ -44,6 +44,24 @@ func TestMatrix(t *testing.T) {
 					}
 				})
 			}
+			// curl, lftp and ftplib (with its session set) all offer the
+			// control session on data connections: every PROT P transfer
+			// the proxy logged must have resumed it.
+			t.Run("data-tls-resumed", func(t *testing.T) {
+				n := 0
+				for _, x := range p.records("transfer") {
+					if x["prot"] != "P" || x["data_tls_version"] == nil {
+						continue
+					}
+					n++
+					if x["data_resumed"] != true {
+						t.Errorf("a PROT P data connection did not resume its control session: %v", x)
+					}
+				}
+				if n == 0 && !t.Failed() {
+					t.Error("no PROT P transfer was logged")
+				}
+			})
 		})
 	}
 }
