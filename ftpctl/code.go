@@ -54,6 +54,7 @@ const (
 	CodeParamNotImpl       Code = 504
 	CodeNetProtoNotSupp    Code = 522 // RFC 2428: use another address family
 	CodeNotLoggedIn        Code = 530
+	CodeProtectionDenied   Code = 533 // RFC 2228: command protection level denied for policy reasons
 	CodePolicyDenied       Code = 534 // RFC 2228: request denied for policy reasons
 	CodeProtNotSupported   Code = 536 // RFC 2228: PROT level not supported
 	CodeFileUnavailable    Code = 550

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -31,7 +30,7 @@ var commands = map[string]rule{
 	"AUTH": {do: (*session).auth},                    // TLS ends here, RFC 4217 section 4
 	"PBSZ": {do: (*session).pbsz},                    // answered locally: never reaches the backend
 	"PROT": {do: (*session).protect},                 // answered locally
-	"CCC":  {do: (*session).refuseCCC},               // the control channel stays protected
+	"CCC":  {need: loggedIn, do: (*session).ccc},     // TLS off after login, if tls.allow_ccc: RFC 4217 section 6
 	"FEAT": {do: (*session).feat},                    // ours merged with the backend's
 	"NOOP": {do: (*session).noop},                    // answered locally
 	"QUIT": {do: (*session).quit},                    // answered locally, backend told politely
@@ -41,11 +40,11 @@ var commands = map[string]rule{
 	"HOST": {do: (*session).hostCmd},                 // remembered, replayed to the backend
 	"OPTS": {do: (*session).opts},                    // UTF8 ON remembered before login
 	"SYST": {do: (*session).syst},                    // local before login, the backend's after
-	"PASV": {need: loggedIn, do: (*session).passive}, // 227 rewritten
+	"PASV": {need: loggedIn, do: (*session).passive}, // 227 rewritten: the client connects to the proxy
 	"EPSV": {need: loggedIn, do: (*session).passive}, // 229 rewritten
-	"PORT": {do: (*session).refuseActive},
-	"EPRT": {do: (*session).refuseActive},
-	"LPRT": {do: (*session).refuseActive},
+	"PORT": {need: loggedIn, do: (*session).active},  // bounce-checked: the proxy dials the client
+	"EPRT": {need: loggedIn, do: (*session).active},  // bounce-checked, RFC 2428
+	"LPRT": {do: (*session).refuseLong},
 	"LPSV": {do: (*session).refuseLong},
 	"REIN": {do: (*session).notImplemented}, // would reset TLS state; RFC 4217 section 13
 	"ADAT": {do: (*session).notImplemented},
@@ -85,8 +84,10 @@ func (s *session) dispatch(cmd ftpctl.Command) error {
 func (s *session) auth(cmd ftpctl.Command) error {
 	mech := strings.ToUpper(strings.TrimSpace(cmd.Arg))
 	switch {
-	case s.secured:
+	case s.ctl == protected:
 		return s.reply(ftpctl.CodeBadSequence, "Already using TLS.")
+	case s.ctl == cleared:
+		return s.reply(ftpctl.CodeBadSequence, "TLS cannot start again after CCC.")
 	case s.backend != nil:
 		return s.reply(ftpctl.CodeBadSequence, "AUTH must come before USER.")
 	case mech != "TLS" && mech != "TLS-C" && mech != "SSL" && mech != "TLS-P":
@@ -121,7 +122,7 @@ func (s *session) auth(cmd ftpctl.Command) error {
 }
 
 func (s *session) pbsz(cmd ftpctl.Command) error {
-	if !s.secured {
+	if s.ctl == unprotected {
 		return s.reply(ftpctl.CodeBadSequence, "PBSZ requires AUTH TLS first.")
 	}
 	// TLS is a streaming protection mechanism: the buffer size is 0
@@ -130,7 +131,7 @@ func (s *session) pbsz(cmd ftpctl.Command) error {
 }
 
 func (s *session) protect(cmd ftpctl.Command) error {
-	if !s.secured {
+	if s.ctl == unprotected {
 		return s.reply(ftpctl.CodeBadSequence, "PROT requires AUTH TLS first.")
 	}
 	switch level := strings.ToUpper(strings.TrimSpace(cmd.Arg)); level {
@@ -149,13 +150,9 @@ func (s *session) protect(cmd ftpctl.Command) error {
 	return s.reply(ftpctl.CodeParamNotImpl, "Unknown protection level.")
 }
 
-func (s *session) refuseCCC(ftpctl.Command) error {
-	return s.reply(ftpctl.CodePolicyDenied, "CCC not allowed: the control connection stays protected.")
-}
-
 // ownFeatures are the features the proxy itself provides, whatever the
 // backend has.
-var ownFeatures = []string{"AUTH TLS", "AUTH SSL", "PBSZ", "PROT", "PASV", "EPSV"}
+var ownFeatures = []string{"AUTH TLS", "AUTH SSL", "PBSZ", "PROT", "PASV", "EPSV", "EPRT"}
 
 // notRelayedFeatures are backend features the proxy answers for, or cannot
 // pass on: security and data-connection ones.
@@ -163,6 +160,9 @@ var notRelayedFeatures = []string{"AUTH", "PBSZ", "PROT", "CCC", "ADAT", "PASV",
 
 func (s *session) feat(ftpctl.Command) error {
 	feats := slices.Clone(ownFeatures)
+	if s.cfg.AllowCCC {
+		feats = append(feats, "CCC")
+	}
 	if common, ok := s.srv.poolFor(s.sni, s.host, s.user).commonFeatures(); ok {
 		// What every backend of the pool has in common, as its health
 		// checks found: the session might be on any of them.
@@ -202,7 +202,7 @@ func (s *session) quit(ftpctl.Command) error {
 }
 
 func (s *session) userCmd(cmd ftpctl.Command) error {
-	if !s.secured && !s.cfg.PlainAllowed {
+	if s.ctl != protected && !s.cfg.PlainAllowed {
 		s.log.Warn().Str("user", cmd.Arg).Msg("login refused: no TLS")
 		return s.reply(ftpctl.CodeNotLoggedIn, "TLS required: send AUTH TLS before USER.")
 	}
@@ -372,12 +372,13 @@ func (s *session) syst(cmd ftpctl.Command) error {
 	return s.reply(215, "UNIX Type: L8")
 }
 
-func (s *session) refuseActive(ftpctl.Command) error {
-	return s.reply(ftpctl.CodeNotImplemented, "Active mode is not supported: use PASV or EPSV.")
-}
-
-func (s *session) refuseLong(ftpctl.Command) error {
-	return s.reply(ftpctl.CodeNotImplemented, "LPSV is not supported: use PASV or EPSV.")
+// refuseLong answers LPRT and LPSV (RFC 1639), which no client needs:
+// EPRT and EPSV do the same for IPv4 and IPv6.
+func (s *session) refuseLong(cmd ftpctl.Command) error {
+	if cmd.Verb == "LPRT" {
+		return s.reply(ftpctl.CodeNotImplemented, "LPRT is not supported: use EPRT or PORT.")
+	}
+	return s.reply(ftpctl.CodeNotImplemented, "LPSV is not supported: use EPSV or PASV.")
 }
 
 func (s *session) notImplemented(ftpctl.Command) error {
@@ -427,97 +428,4 @@ func (s *session) backendLost(err error) error {
 	}
 	s.reply(ftpctl.CodeNotAvailable, "Backend connection lost, closing control connection.")
 	return errors.Join(errBackendLost, err)
-}
-
-// passive answers PASV and EPSV: it asks the backend for a passive port,
-// opens one of its own, and tells the client to connect there.
-func (s *session) passive(cmd ftpctl.Command) error {
-	extended := cmd.Verb == "EPSV"
-	arg := strings.ToUpper(strings.TrimSpace(cmd.Arg))
-	switch {
-	case extended && arg == "ALL":
-		s.epsvAll = true
-		return s.reply(ftpctl.CodeOK, "EPSV ALL ok.")
-	case extended && arg != "" && !(arg == "1" && s.localIP.Is4() || arg == "2" && s.localIP.Is6()):
-		return s.reply(ftpctl.CodeNetProtoNotSupp, "Network protocol not supported, use ("+familyOf(s.localIP)+")")
-	case !extended && s.epsvAll:
-		return s.reply(ftpctl.CodeBadSequence, "PASV not allowed after EPSV ALL.")
-	case s.cfg.RequireDataProtection && s.prot != 'P':
-		return s.reply(ftpctl.CodePolicyDenied, "Data connections must be protected: use PROT P.")
-	}
-	public := s.localIP
-	if s.cfg.PublicHost.IsValid() {
-		public = s.cfg.PublicHost.Unmap()
-	}
-	if !extended && !public.Is4() {
-		return s.reply(ftpctl.CodeNetProtoNotSupp, "PASV needs IPv4: use EPSV.")
-	}
-	if s.data != nil {
-		s.data.abort()
-		s.data = nil
-	}
-
-	port, rep, err := s.backendPassive()
-	if err != nil {
-		return err
-	}
-	if port == 0 {
-		return s.send(rep) // the backend's refusal, as it said it
-	}
-	dc, err := s.openPassive(netip.AddrPortFrom(s.backend.ip, port))
-	if err != nil {
-		s.log.Error().Err(err).Msg("no passive port")
-		return s.reply(ftpctl.CodeCannotOpenData, "Can't open passive connection.")
-	}
-	s.data = dc
-	s.log.Debug().Uint16("port", dc.port()).Uint16("backend_port", port).Msg("passive")
-	if extended {
-		return s.reply(ftpctl.CodeEnteringExtPassive, ftpctl.FormatEPSV(dc.port()))
-	}
-	return s.reply(ftpctl.CodeEnteringPassive, ftpctl.FormatPASV(netip.AddrPortFrom(public, dc.port())))
-}
-
-// backendPassive asks the backend for a passive port, with EPSV or PASV as
-// it supports, and returns its port. Only the port is used: a 227 may name
-// a private, NATed or 0.0.0.0 address, and the data connection goes to the
-// backend's control IP. A refusal is returned as the reply with port 0.
-func (s *session) backendPassive() (uint16, ftpctl.Reply, error) {
-	for try := 0; try < 2; try++ {
-		verb := "PASV"
-		if s.backEPSV {
-			verb = "EPSV"
-		}
-		rep, err := s.backend.roundTrip(ftpctl.Command{Verb: verb}, s.cfg.Timeouts.idle())
-		if err != nil {
-			return 0, rep, s.backendLost(err)
-		}
-		var port uint16
-		switch {
-		case verb == "PASV" && rep.Code == ftpctl.CodeEnteringPassive:
-			var ap netip.AddrPort
-			ap, err = ftpctl.ParsePASV(rep.Text())
-			port = ap.Port()
-		case verb == "EPSV" && rep.Code == ftpctl.CodeEnteringExtPassive:
-			port, err = ftpctl.ParseEPSV(rep.Text())
-		case rep.Code.Class() == ftpctl.ClassPermanent && try == 0 && s.backend.ip.Is4():
-			// 500/502: the backend lacks this verb; try the other one.
-			s.backEPSV = !s.backEPSV
-			continue
-		default:
-			return 0, rep, nil
-		}
-		if err != nil || port == 0 {
-			s.log.Warn().Err(err).Str("reply", rep.Text()).Msg("backend passive reply unusable")
-			return 0, ftpctl.NewReply(ftpctl.CodeCannotOpenData, "Can't open passive connection."), nil
-		}
-		return port, rep, nil
-	}
-	return 0, ftpctl.NewReply(ftpctl.CodeCannotOpenData, "Can't open passive connection."), nil
-}
-
-func familyOf(ip netip.Addr) string {
-	if ip.Is4() {
-		return "1"
-	}
-	return "2"
 }

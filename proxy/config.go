@@ -25,13 +25,39 @@ type Config struct {
 	// ":990". Empty: none. At least one of Listen and Implicit is required.
 	Implicit string
 
-	// PublicHost is the address written into 227 replies. Zero: the local
-	// address of the client's control connection, right when clients reach the
-	// proxy directly; behind NAT it must be the public address.
+	// PublicHost is the address written into 227 replies (IPv4: a 227
+	// carries nothing else). Zero: the local address of the client's control
+	// connection, right when clients reach the proxy directly; behind NAT it
+	// must be the public address. It also answers PASV on an IPv6 control
+	// connection: that client's data connection then arrives over IPv4 from
+	// an address the proxy cannot tie to it, so its source is not checked
+	// (RequireSessionReuse binds it by TLS session instead). Without it, PASV
+	// on IPv6 is answered 522, telling the client to use EPSV.
 	PublicHost netip.Addr
 	// PassivePorts is the range passive data listeners are taken from. Zero:
 	// any ephemeral port the system hands out.
 	PassivePorts PortRange
+	// PassiveAddresses announce another address than PublicHost in 227
+	// replies to clients of some networks, typically the private address
+	// to the LAN and PublicHost to the internet when the proxy sits behind
+	// NAT. The first entry whose Clients holds the client's IP wins. A 229
+	// reply carries only a port (RFC 2428 section 3), so these apply to PASV
+	// only. Zero: everyone gets PublicHost.
+	PassiveAddresses []PassiveAddress
+
+	// ActiveSourcePort is the local port active-mode data connections to
+	// clients are dialled from; 20 is what firewalls that expect classic
+	// active FTP (RFC 959 section 3.2, L-1) allow. Binding a port below
+	// 1024 needs root or CAP_NET_BIND_SERVICE: when the bind fails, the
+	// connection is dialled from an ephemeral port and a warning logged.
+	// Zero: an ephemeral port.
+	ActiveSourcePort uint16
+	// AllowForeignDataAddress lets PORT and EPRT name another host than the
+	// client (server-to-server "FXP" transfers). That is the FTP bounce
+	// attack (RFC 2577 section 3): the proxy would connect wherever a client
+	// tells it, from inside the network. Ports below 1024 stay refused
+	// either way. Zero: PORT and EPRT must name the client's own IP.
+	AllowForeignDataAddress bool
 
 	// Backends are the plain FTP servers behind the proxy, the default pool;
 	// one is required. Balance says how a session is given one.
@@ -63,6 +89,12 @@ type Config struct {
 	// RequireDataProtection refuses unprotected data connections: PROT C is
 	// answered 536 and a data command before PROT P 534. Zero: PROT C allowed.
 	RequireDataProtection bool
+	// AllowCCC lets a logged-in client end TLS on the control connection
+	// with CCC (RFC 4217 section 6), so that NAT devices and firewalls can
+	// read its PORT and PASV exchanges; data connections stay as PROT set
+	// them. Everything said on the control connection afterwards, file
+	// names included, travels in clear. Zero: CCC is refused with 534.
+	AllowCCC bool
 
 	// Banner is the text of the proxy's 220 greeting. Zero: "ftpsgate ready".
 	Banner string
@@ -81,7 +113,7 @@ type Config struct {
 type Timeouts struct {
 	Handshake   time.Duration // TLS handshake, control and data: 10s
 	Idle        time.Duration // control connection without a command, not while data moves; data connection without a byte: 5m
-	DataConnect time.Duration // passive port waiting for the client's connection: 30s
+	DataConnect time.Duration // a data connection being made: a proxy port waiting for the client (passive) or backend (active), a dial to a client (active): 30s
 	BackendDial time.Duration // dialling a backend and reading its 220: 10s
 }
 
@@ -104,11 +136,21 @@ func (c *Config) banner() string {
 	return c.Banner
 }
 
+// PassiveAddress maps client networks to the address their 227 replies
+// announce.
+type PassiveAddress struct {
+	Clients []netip.Prefix // client networks, IPv4 or IPv6
+	Address netip.Addr     // IPv4: a 227 reply carries nothing else
+}
+
 // Backend is one FTP server behind the proxy.
 type Backend struct {
 	Address string // host:port
 	Name    string // for logs and affinity pins; zero: Address
 	Weight  int    // share of sessions relative to the others; zero: 1
+	// DataToBackend is how the proxy sets up data connections toward this
+	// backend, whatever the client chose toward the proxy. Zero: DataAuto.
+	DataToBackend DataMode
 	// TLS is how to speak TLS to a backend that is an FTPS server itself.
 	// nil (or mode "off"): plain FTP, the point of offloading.
 	TLS *tlsoffload.BackendTLS
@@ -120,6 +162,52 @@ func (b Backend) tlsMode() string {
 		return tlsoffload.BackendOff
 	}
 	return b.TLS.Mode()
+}
+
+// DataMode is how one side of a data connection is set up.
+type DataMode uint8
+
+const (
+	// DataAuto (toward a backend only) uses the mode the client chose
+	// toward the proxy, and the other one when the backend refuses it.
+	DataAuto DataMode = iota
+	// DataPassive: PASV or EPSV; the proxy connects to the backend's port
+	// (toward a client: the client connects to the proxy's).
+	DataPassive
+	// DataActive: PORT or EPRT; the backend connects to a port the proxy
+	// opened (toward a client: the proxy connects to the client's).
+	DataActive
+)
+
+// ParseDataMode parses "auto", "passive" or "active".
+func ParseDataMode(s string) (DataMode, error) {
+	switch s {
+	case "", "auto":
+		return DataAuto, nil
+	case "passive":
+		return DataPassive, nil
+	case "active":
+		return DataActive, nil
+	}
+	return 0, fmt.Errorf("proxy: data mode %q: want auto, passive or active", s)
+}
+
+func (m DataMode) String() string {
+	switch m {
+	case DataPassive:
+		return "passive"
+	case DataActive:
+		return "active"
+	}
+	return "auto"
+}
+
+// other is the mode a DataAuto backend falls back to.
+func (m DataMode) other() DataMode {
+	if m == DataActive {
+		return DataPassive
+	}
+	return DataActive
 }
 
 // Balance says how sessions are spread over a pool and kept on a backend.
@@ -248,6 +336,19 @@ func (c *Config) Validate() error {
 	if c.PublicHost.IsValid() && !c.PublicHost.Unmap().Is4() {
 		errs = append(errs, fmt.Errorf("proxy: public host %s: PASV replies can carry only an IPv4 address", c.PublicHost))
 	}
+	for i, pa := range c.PassiveAddresses {
+		if !pa.Address.Unmap().Is4() {
+			errs = append(errs, fmt.Errorf("proxy: passive address %d (%s): PASV replies can carry only an IPv4 address", i, pa.Address))
+		}
+		if len(pa.Clients) == 0 {
+			errs = append(errs, fmt.Errorf("proxy: passive address %d (%s) has no client network", i, pa.Address))
+		}
+		for _, p := range pa.Clients {
+			if !p.IsValid() {
+				errs = append(errs, fmt.Errorf("proxy: passive address %d (%s): invalid client network", i, pa.Address))
+			}
+		}
+	}
 	if c.TLSConfig == nil {
 		errs = append(errs, errors.New("proxy: no TLS configuration"))
 	}
@@ -270,6 +371,9 @@ func validateBackends(bs []Backend) []error {
 		names[b.name()] = true
 		if b.Weight < 0 {
 			errs = append(errs, fmt.Errorf("proxy: backend %s: negative weight", b.name()))
+		}
+		if b.DataToBackend > DataActive {
+			errs = append(errs, fmt.Errorf("proxy: backend %s: unknown data mode %d", b.name(), b.DataToBackend))
 		}
 	}
 	return errs

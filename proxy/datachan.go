@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/ftpsgate/ftpsgate/ftpctl"
 	"github.com/ftpsgate/ftpsgate/tlsoffload"
 )
 
@@ -30,22 +33,26 @@ func (d direction) String() string {
 	return "download"
 }
 
-// errDataConnect is a passive port nobody valid connected to in time.
-var errDataConnect = errors.New("proxy: no data connection from the client")
+// errDataConnect is a data connection that could not be made: nobody valid
+// connected to a port in time, or a dial failed. The client is told 425.
+var errDataConnect = errors.New("proxy: data connection not established")
 
 // errNoSessionReuse is a data connection refused for not resuming its
 // control connection's TLS session.
 var errNoSessionReuse = errors.New("proxy: data connection did not resume the control TLS session")
 
-// dataChannel is one passive data connection: the proxy's listener for the
-// client, the dial to the backend's passive port, TLS when PROT P, and the
-// relay. It serves at most one transfer.
+// dataChannel is one data connection through the proxy, made of two halves
+// set up independently: how the client's end is reached (passive: the
+// client connects to a proxy port; active: the proxy dials the client's
+// PORT/EPRT address) and how the backend's end is reached (passive: the
+// proxy dials the backend's PASV/EPSV port; active: the backend connects to
+// a proxy port named in PORT/EPRT). Then TLS toward the client when PROT P,
+// TLS toward an FTPS backend, and the relay. It serves at most one transfer.
 type dataChannel struct {
-	ln       *net.TCPListener
-	release  func()
-	clientIP netip.Addr
-	target   netip.AddrPort // the backend's data port, at its control IP
-	localIP  netip.Addr     // dial from here: backends refuse data from another IP than control
+	client     dataEnd
+	backend    dataEnd
+	clientMode DataMode // DataPassive or DataActive, for logs and ordering
+	backMode   DataMode
 	// backendTLS secures the data connection toward an FTPS backend (a
 	// no-op toward a plain one).
 	backendTLS func(context.Context, net.Conn) (net.Conn, error)
@@ -54,9 +61,10 @@ type dataChannel struct {
 	timeouts   Timeouts
 	log        zerolog.Logger
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	start  chan transferStart // the transfer command was sent
+	ctx     context.Context
+	cancel  context.CancelFunc
+	xfer    transferStart // set by begin before started is closed
+	started chan struct{} // closed when the transfer command was sent
 
 	// Set before the channel named in its comment is closed.
 	down, up         int64 // bytes relayed each way; down before downDone, up before upDone
@@ -73,20 +81,28 @@ type transferStart struct {
 	dir     direction // which way the data flows
 }
 
-// openPassive opens a passive listener for s and starts waiting for the
-// client; target is where the backend waits for the proxy.
-func (s *session) openPassive(target netip.AddrPort) (*dataChannel, error) {
-	ln, release, err := s.srv.ports.listen(s.localIP)
-	if err != nil {
-		return nil, err
-	}
+// dataEnd is how the proxy gets its socket to one party of a data
+// connection: a listener it accepts on (listenEnd) or an address it dials
+// (dialEnd).
+type dataEnd interface {
+	// open returns the connection to the party. started is closed once the
+	// transfer command has reached the backend; an end whose party acts
+	// only after that command waits for it.
+	open(ctx context.Context, started <-chan struct{}) (net.Conn, error)
+	// release frees the end's listener and port, if any. It may be called
+	// more than once, also when open never was.
+	release()
+}
+
+// openData starts a data channel between two ends; the channel owns them
+// from now on.
+func (s *session) openData(client dataEnd, clientMode DataMode, backend dataEnd, backMode DataMode) *dataChannel {
 	ctx, cancel := context.WithCancel(s.ctx)
 	dc := &dataChannel{
-		ln:         ln.(*net.TCPListener),
-		release:    release,
-		clientIP:   s.clientIP,
-		target:     target,
-		localIP:    s.backend.localIP,
+		client:     client,
+		backend:    backend,
+		clientMode: clientMode,
+		backMode:   backMode,
 		backendTLS: s.backend.secureData,
 		tls:        s.dataTLS,
 		reuse:      s.cfg.RequireSessionReuse,
@@ -94,7 +110,7 @@ func (s *session) openPassive(target netip.AddrPort) (*dataChannel, error) {
 		log:        s.log,
 		ctx:        ctx,
 		cancel:     cancel,
-		start:      make(chan transferStart, 1),
+		started:    make(chan struct{}),
 		downDone:   make(chan struct{}),
 		upDone:     make(chan struct{}),
 		done:       make(chan struct{}),
@@ -104,16 +120,59 @@ func (s *session) openPassive(target netip.AddrPort) (*dataChannel, error) {
 		defer s.wg.Done()
 		dc.run()
 	}()
-	return dc, nil
+	return dc
 }
 
-// port is the proxy port the client is told to connect to.
-func (dc *dataChannel) port() uint16 {
-	return uint16(dc.ln.Addr().(*net.TCPAddr).Port)
+// backendEnd sets up the backend's half of a data channel for a client
+// that chose clientMode, as the backend's data_to_backend says; auto asks in
+// the client's mode first and in the other when the backend refuses. After
+// a refusal the client has been answered here and the end is nil: with the
+// backend's own reply when it was asked in the client's mode, else 425.
+func (s *session) backendEnd(clientMode DataMode) (dataEnd, DataMode, error) {
+	modes := []DataMode{clientMode, clientMode.other()}
+	if m := s.backend.DataToBackend; m != DataAuto {
+		modes = []DataMode{m}
+	}
+	refusal := ftpctl.NewReply(ftpctl.CodeCannotOpenData, "Can't open data connection.")
+	for _, m := range modes {
+		setup := s.backendPassive
+		if m == DataActive {
+			setup = s.backendActive
+		}
+		end, rep, err := setup()
+		if err != nil {
+			return nil, m, err
+		}
+		if end != nil {
+			return end, m, nil
+		}
+		if rep.Code == ftpctl.CodeNotAvailable {
+			s.send(rep)
+			return nil, m, errBackendLost
+		}
+		s.log.Info().Stringer("backend_data", m).Int("code", int(rep.Code)).Str("text", rep.Text()).
+			Msg("backend refused data connection setup")
+		if m == clientMode {
+			refusal = rep
+		}
+	}
+	return nil, 0, s.send(refusal)
+}
+
+// dropData ends the data channel waiting for a transfer, if any: a new
+// PASV, EPSV, PORT or EPRT replaces it.
+func (s *session) dropData() {
+	if s.data != nil {
+		s.data.abort()
+		s.data = nil
+	}
 }
 
 // begin hands the channel its transfer; it may be called once.
-func (dc *dataChannel) begin(t transferStart) { dc.start <- t }
+func (dc *dataChannel) begin(t transferStart) {
+	dc.xfer = t
+	close(dc.started)
+}
 
 // abort ends the channel at once, whatever it is doing.
 func (dc *dataChannel) abort() { dc.cancel() }
@@ -138,6 +197,8 @@ func (dc *dataChannel) result(d direction) (int64, error) {
 
 func (dc *dataChannel) run() {
 	defer close(dc.done)
+	defer dc.client.release()
+	defer dc.backend.release()
 	client, backend, t, err := dc.connect()
 	if err != nil {
 		dc.downErr, dc.upErr = err, err
@@ -185,32 +246,46 @@ func (dc *dataChannel) run() {
 	dc.cancel()
 }
 
-// connect waits for the client's connection, dials the backend's data port
-// and, once the transfer has begun, secures the client side. The backend is
-// dialled before the TLS handshake: backends send 150 only once their data
-// connection is up, and clients (curl, ftplib) start TLS only after 150.
+// connect opens both ends and, once the transfer has begun, secures them.
+//
+// The order of the ends follows who acts first. A passive client connects
+// as soon as it has the 227/229, so it is taken first, before the backend
+// is involved. An active client is dialled only once the backend's end is
+// up: an active backend connects only for a transfer it accepted (not for
+// a 550), and a passive backend's port is dialled at once.
+// Backends send 150 only once their data connection is up, and clients
+// (curl, ftplib) start TLS only after 150, so the backend's end never waits
+// for the client's handshake.
 func (dc *dataChannel) connect() (client, backend net.Conn, t transferStart, err error) {
-	client, err = dc.accept()
-	if err != nil {
+	fail := func(err error) (net.Conn, net.Conn, transferStart, error) {
+		if client != nil {
+			client.Close()
+		}
+		if backend != nil {
+			backend.Close()
+		}
 		return nil, nil, t, err
 	}
-	d := net.Dialer{
-		Timeout:   dc.timeouts.backendDial(),
-		LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(dc.localIP, 0)),
+	if dc.clientMode == DataActive {
+		if backend, err = dc.backend.open(dc.ctx, dc.started); err != nil {
+			return fail(err)
+		}
+		if client, err = dc.client.open(dc.ctx, dc.started); err != nil {
+			return fail(err)
+		}
+	} else {
+		if client, err = dc.client.open(dc.ctx, dc.started); err != nil {
+			return fail(err)
+		}
+		if backend, err = dc.backend.open(dc.ctx, dc.started); err != nil {
+			return fail(err)
+		}
 	}
-	backend, err = d.DialContext(dc.ctx, "tcp", dc.target.String())
-	if err != nil {
-		client.Close()
-		return nil, nil, t, fmt.Errorf("proxy: dial backend data port: %w", err)
-	}
-	keepAlive(backend)
-
 	select {
-	case t = <-dc.start:
+	case <-dc.started:
+		t = dc.xfer
 	case <-dc.ctx.Done():
-		client.Close()
-		backend.Close()
-		return nil, nil, t, dc.ctx.Err()
+		return fail(dc.ctx.Err())
 	}
 	// Toward an FTPS backend, TLS once the backend is in its transfer: it
 	// accepts the data connection only then. Its 150 follows, and only
@@ -219,53 +294,19 @@ func (dc *dataChannel) connect() (client, backend net.Conn, t transferStart, err
 	secured, err := dc.backendTLS(ctx, backend)
 	cancel()
 	if err != nil {
-		client.Close()
-		backend.Close()
-		return nil, nil, t, err
+		return fail(err)
 	}
 	backend = secured
 	if t.protect {
+		// RFC 4217 section 7: the FTP client is the TLS client on every data
+		// connection, also one the proxy dialled in active mode.
 		tc, err := dc.handshake(client)
 		if err != nil {
-			client.Close()
-			backend.Close()
-			return nil, nil, t, err
+			return fail(err)
 		}
 		client = tc
 	}
 	return client, backend, t, nil
-}
-
-// accept takes the first connection from the client's own IP within the
-// data-connect timeout. Connections from other addresses are refused and
-// logged: another host must not steal a transfer by racing to the port.
-func (dc *dataChannel) accept() (net.Conn, error) {
-	defer dc.release()
-	defer dc.ln.Close()
-	stop := context.AfterFunc(dc.ctx, func() { dc.ln.Close() })
-	defer stop()
-	dc.ln.SetDeadline(time.Now().Add(dc.timeouts.dataConnect()))
-	for {
-		conn, err := dc.ln.AcceptTCP()
-		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				dc.log.Warn().Uint16("port", dc.port()).Msg("passive port released: no data connection")
-				return nil, errDataConnect
-			}
-			if dc.ctx.Err() != nil {
-				return nil, dc.ctx.Err()
-			}
-			return nil, err
-		}
-		if from := addrOf(conn.RemoteAddr()); from != dc.clientIP {
-			dc.log.Warn().Str("from", from.String()).Uint16("port", dc.port()).
-				Msg("data connection from another address refused")
-			conn.Close()
-			continue
-		}
-		keepAlive(conn)
-		return conn, nil
-	}
 }
 
 func (dc *dataChannel) handshake(conn net.Conn) (*tls.Conn, error) {
@@ -289,4 +330,151 @@ func (dc *dataChannel) handshake(conn net.Conn) (*tls.Conn, error) {
 		return nil, errNoSessionReuse
 	}
 	return tc, nil
+}
+
+// party names who is at the other end of a dataEnd, for logs.
+type party string
+
+const (
+	partyClient  party = "client"
+	partyBackend party = "backend"
+)
+
+// listenEnd is an end the party connects to: the client's in passive mode,
+// the backend's in active mode. It accepts the first connection from the
+// party's address within the timeout; connections from other addresses are
+// refused and logged, so that nobody else can take the transfer by racing
+// to the port (port theft, RFC 2577 section 5) or feed it.
+type listenEnd struct {
+	party party
+	ln    *net.TCPListener
+	free  func() // gives the port back to its allocator
+	// from is the only address accepted. Zero accepts any: a client whose
+	// PASV on IPv6 was answered with an IPv4 address connects from an
+	// address nothing ties to it.
+	from netip.Addr
+	// afterStart: the party connects only after the transfer command, so
+	// the timeout runs from then (an active backend); else from now.
+	afterStart bool
+	timeout    time.Duration
+	deadline   time.Time // afterStart false: the accept deadline
+	log        zerolog.Logger
+	once       sync.Once
+}
+
+func newListenEnd(p party, ln *net.TCPListener, free func(), from netip.Addr, afterStart bool, timeout time.Duration, log zerolog.Logger) *listenEnd {
+	return &listenEnd{party: p, ln: ln, free: free, from: from, afterStart: afterStart,
+		timeout: timeout, deadline: time.Now().Add(timeout), log: log}
+}
+
+// port is the port the party is told to connect to.
+func (e *listenEnd) port() uint16 { return uint16(e.ln.Addr().(*net.TCPAddr).Port) }
+
+func (e *listenEnd) release() {
+	e.once.Do(func() {
+		e.ln.Close()
+		e.free()
+	})
+}
+
+func (e *listenEnd) open(ctx context.Context, started <-chan struct{}) (net.Conn, error) {
+	defer e.release()
+	deadline := e.deadline
+	if e.afterStart {
+		select {
+		case <-started:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		deadline = time.Now().Add(e.timeout)
+	}
+	stop := context.AfterFunc(ctx, func() { e.ln.Close() })
+	defer stop()
+	e.ln.SetDeadline(deadline)
+	for {
+		conn, err := e.ln.AcceptTCP()
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				e.log.Warn().Str("party", string(e.party)).Uint16("port", e.port()).
+					Msg("data port released: no data connection")
+				return nil, errDataConnect
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, errors.Join(errDataConnect, err)
+		}
+		if from := addrOf(conn.RemoteAddr()); e.from.IsValid() && from != e.from {
+			e.log.Warn().Str("party", string(e.party)).Str("from", from.String()).Uint16("port", e.port()).
+				Msg("data connection from another address refused")
+			conn.Close()
+			continue
+		}
+		keepAlive(conn)
+		return conn, nil
+	}
+}
+
+// dialEnd is an end the proxy dials: the backend's passive port, or the
+// client's PORT/EPRT address.
+type dialEnd struct {
+	party  party
+	target netip.AddrPort
+	// from is the local address: the IP the party expects data from (its
+	// control connection's other end), and a port only with
+	// active_source_port.
+	from netip.AddrPort
+	// afterStart: dial only once the transfer command went out (an active
+	// client, whose listener serves that transfer).
+	afterStart bool
+	timeout    time.Duration
+	log        zerolog.Logger
+}
+
+func (e *dialEnd) release() {}
+
+func (e *dialEnd) open(ctx context.Context, started <-chan struct{}) (net.Conn, error) {
+	if e.afterStart {
+		select {
+		case <-started:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	conn, err := e.dial(ctx, e.from)
+	if err != nil && e.from.Port() != 0 && isBindError(err) {
+		e.log.Warn().Err(err).Uint16("source_port", e.from.Port()).
+			Msg("active_source_port unavailable: dialling from an ephemeral port")
+		conn, err = e.dial(ctx, netip.AddrPortFrom(e.from.Addr(), 0))
+	}
+	if err != nil {
+		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, ctx.Err() // aborted
+		}
+		e.log.Warn().Err(err).Str("party", string(e.party)).Stringer("to", e.target).
+			Msg("data connection failed")
+		return nil, errors.Join(errDataConnect, err)
+	}
+	keepAlive(conn)
+	return conn, nil
+}
+
+func (e *dialEnd) dial(ctx context.Context, from netip.AddrPort) (net.Conn, error) {
+	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(from)}
+	if from.Port() != 0 {
+		// A fixed source port serves one connection after another, and
+		// several at once to different clients.
+		d.Control = reuseAddr
+	}
+	return d.DialContext(ctx, "tcp", e.target.String())
+}
+
+// isBindError reports whether a dial failed at binding its local address:
+// a privileged port without the privilege, or a port another socket holds.
+func isBindError(err error) bool {
+	var se *os.SyscallError
+	return errors.As(err, &se) && se.Syscall == "bind" &&
+		(errors.Is(se.Err, syscall.EACCES) || errors.Is(se.Err, syscall.EADDRINUSE) || errors.Is(se.Err, syscall.EPERM))
 }

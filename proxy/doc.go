@@ -4,7 +4,8 @@
 // A session terminates TLS from the client (explicit AUTH TLS or implicit
 // TLS), answers the security commands itself (AUTH, PBSZ, PROT), dials a plain
 // FTP backend at USER, and relays everything else in lockstep, rewriting
-// PASV/EPSV so that data connections pass through the proxy too:
+// PASV/EPSV and PORT/EPRT so that data connections pass through the proxy
+// too, each half (client, backend) in passive or active mode:
 //
 //	srv, err := proxy.New(proxy.Config{
 //		Listen:    ":21",

@@ -114,7 +114,17 @@ type rawClient struct {
 
 func (h *harness) raw(addr string) *rawClient {
 	h.t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	return h.rawFrom(addr, "")
+}
+
+// rawFrom is raw from the source address src ("" for any).
+func (h *harness) rawFrom(addr, src string) *rawClient {
+	h.t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -127,7 +137,13 @@ func (h *harness) raw(addr string) *rawClient {
 // rawTLS is a raw client after greeting, AUTH TLS and login.
 func (h *harness) rawTLS() *rawClient {
 	h.t.Helper()
-	rc := h.raw(h.explicit())
+	return h.rawTLSFrom("")
+}
+
+// rawTLSFrom is rawTLS from the source address src ("" for any).
+func (h *harness) rawTLSFrom(src string) *rawClient {
+	h.t.Helper()
+	rc := h.rawFrom(h.explicit(), src)
 	rc.expect(220)
 	rc.cmd("AUTH TLS", 234)
 	tc := tls.Client(rc.conn, h.client)

@@ -117,7 +117,7 @@ func (m *member) reached() {
 }
 
 // checkBackend connects to b, reads its 220, asks FEAT, optionally logs in
-// and lists over a passive data connection, and says QUIT. It returns the
+// and lists over a data connection, and says QUIT. It returns the
 // backend's features (empty, not nil, when it has none).
 func checkBackend(ctx context.Context, b Backend, h Health) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.timeout())
@@ -147,7 +147,8 @@ func checkBackend(ctx context.Context, b Backend, h Health) ([]string, error) {
 	return feats, nil
 }
 
-// probeLogin is the deep check: a real login and a LIST over PASV.
+// probeLogin is the deep check: a real login and a LIST over a data
+// connection set up as the sessions' would be (data_to_backend).
 func probeLogin(bc *backendConn, h Health) error {
 	t := h.timeout()
 	rep, err := bc.roundTrip(ftpctl.Command{Verb: "USER", Arg: h.ProbeUser}, t)
@@ -160,24 +161,11 @@ func probeLogin(bc *backendConn, h Health) error {
 	if rep.Code != ftpctl.CodeLoggedIn {
 		return fmt.Errorf("probe login: %w", &ftpctl.ReplyError{Command: "PASS", Reply: rep})
 	}
-	rep, err = bc.roundTrip(ftpctl.Command{Verb: "PASV"}, t)
+	open, release, err := probeData(bc, t)
 	if err != nil {
-		return fmt.Errorf("probe PASV: %w", err)
+		return err
 	}
-	if rep.Code != ftpctl.CodeEnteringPassive {
-		return fmt.Errorf("probe PASV: %w", &ftpctl.ReplyError{Command: "PASV", Reply: rep})
-	}
-	ap, err := ftpctl.ParsePASV(rep.Text())
-	if err != nil {
-		return fmt.Errorf("probe PASV: %w", err)
-	}
-	d := net.Dialer{Timeout: t, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(bc.localIP, 0))}
-	data, err := d.Dial("tcp", netip.AddrPortFrom(bc.ip, ap.Port()).String())
-	if err != nil {
-		return fmt.Errorf("probe data connection: %w", err)
-	}
-	defer data.Close()
-	data.SetDeadline(time.Now().Add(t))
+	defer release()
 	if err := bc.send(ftpctl.Command{Verb: "LIST"}, t); err != nil {
 		return fmt.Errorf("probe LIST: %w", err)
 	}
@@ -189,6 +177,11 @@ func probeLogin(bc *backendConn, h Health) error {
 		if rep.Code.Final() {
 			break
 		}
+		data, err := open()
+		if err != nil {
+			return fmt.Errorf("probe data connection: %w", err)
+		}
+		data.SetDeadline(time.Now().Add(t))
 		if _, err := io.Copy(io.Discard, data); err != nil {
 			return fmt.Errorf("probe LIST data: %w", err)
 		}
@@ -197,6 +190,77 @@ func probeLogin(bc *backendConn, h Health) error {
 		return fmt.Errorf("probe LIST: %w", &ftpctl.ReplyError{Command: "LIST", Reply: rep})
 	}
 	return nil
+}
+
+// probeData sets up the probe's data connection: PASV, dialled at once,
+// unless data_to_backend is active (or auto, and the backend refuses PASV):
+// then PORT, or EPRT toward IPv6, with a listener that takes the backend's
+// connection once LIST has been sent. open returns the connection, release
+// frees what is left.
+func probeData(bc *backendConn, t time.Duration) (open func() (net.Conn, error), release func(), err error) {
+	if bc.DataToBackend != DataActive {
+		rep, err := bc.roundTrip(ftpctl.Command{Verb: "PASV"}, t)
+		if err != nil {
+			return nil, nil, fmt.Errorf("probe PASV: %w", err)
+		}
+		if rep.Code == ftpctl.CodeEnteringPassive {
+			ap, err := ftpctl.ParsePASV(rep.Text())
+			if err != nil {
+				return nil, nil, fmt.Errorf("probe PASV: %w", err)
+			}
+			d := net.Dialer{Timeout: t, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(bc.localIP, 0))}
+			data, err := d.Dial("tcp", netip.AddrPortFrom(bc.ip, ap.Port()).String())
+			if err != nil {
+				return nil, nil, fmt.Errorf("probe data connection: %w", err)
+			}
+			return func() (net.Conn, error) { return data, nil }, func() { data.Close() }, nil
+		}
+		if bc.DataToBackend == DataPassive || rep.Code.Class() != ftpctl.ClassPermanent {
+			return nil, nil, fmt.Errorf("probe PASV: %w", &ftpctl.ReplyError{Command: "PASV", Reply: rep})
+		}
+	}
+	ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(bc.localIP, 0)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("probe data listener: %w", err)
+	}
+	ap := netip.AddrPortFrom(bc.localIP, uint16(ln.Addr().(*net.TCPAddr).Port))
+	cmd := ftpctl.Command{Verb: "PORT", Arg: ftpctl.FormatPORT(ap)}
+	if !ap.Addr().Is4() {
+		cmd = ftpctl.Command{Verb: "EPRT", Arg: ftpctl.FormatEPRT(ap)}
+	}
+	rep, err := bc.roundTrip(cmd, t)
+	if err == nil && rep.Code.Class() != ftpctl.ClassCompletion {
+		err = &ftpctl.ReplyError{Command: cmd.Verb, Reply: rep}
+	}
+	if err != nil {
+		ln.Close()
+		return nil, nil, fmt.Errorf("probe %s: %w", cmd.Verb, err)
+	}
+	var data net.Conn
+	open = func() (net.Conn, error) {
+		if data != nil {
+			return data, nil
+		}
+		ln.SetDeadline(time.Now().Add(t))
+		for {
+			c, err := ln.AcceptTCP()
+			if err != nil {
+				return nil, err
+			}
+			if addrOf(c.RemoteAddr()) == bc.ip {
+				data = c
+				return c, nil
+			}
+			c.Close() // not the backend
+		}
+	}
+	release = func() {
+		ln.Close()
+		if data != nil {
+			data.Close()
+		}
+	}
+	return open, release, nil
 }
 
 var errNoCandidate = errors.New("proxy: no backend could be reached")

@@ -2,8 +2,12 @@ package proxy
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/ftpsgate/ftpsgate/ftpctl/ftptest"
 )
 
 // TestHealthProbe: the deeper check logs in and lists over PASV; a probe
@@ -43,5 +47,49 @@ func TestHealthProbe(t *testing.T) {
 	waitFor(t, "the backend marked down", func() bool { return h.srv.pool.members[0].down.Load() })
 	if len(h.logs.records("backend down")) == 0 {
 		t.Error("backend down not logged")
+	}
+}
+
+// TestHealthProbeDataModes: the deep probe's LIST uses the data mode the
+// sessions use toward the backend: PORT with data_to_backend active, and
+// auto falls back to PORT when the backend refuses PASV, so a backend whose
+// passive ports are closed is not marked down for it.
+func TestHealthProbeDataModes(t *testing.T) {
+	t.Parallel()
+	probe := Health{ProbeUser: "alice", ProbePassword: "s3cret-pw", Timeout: 5 * time.Second}
+	for _, c := range []struct {
+		name       string
+		mode       DataMode
+		noPassive  bool
+		want, none string // a verb the probe must send, one it must not
+		fails      bool
+	}{
+		{"active", DataActive, false, "PORT", "PASV", false},
+		{"auto, passive refused", DataAuto, true, "PORT", "", false},
+		{"passive, passive refused", DataPassive, true, "PASV", "PORT", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			srv := ftptest.NewUnstartedServer()
+			srv.Users = map[string]string{"alice": "s3cret-pw"}
+			srv.DisablePassive = c.noPassive
+			srv.Start()
+			t.Cleanup(srv.Close)
+			b := Backend{Address: srv.Addr(), DataToBackend: c.mode}
+			_, err := checkBackend(context.Background(), b, probe)
+			if (err != nil) != c.fails {
+				t.Fatalf("probe: %v, want failure %v", err, c.fails)
+			}
+			var sent []string
+			for _, l := range srv.Commands() {
+				sent = append(sent, strings.Fields(l)[0])
+			}
+			if !slices.Contains(sent, c.want) || c.none != "" && slices.Contains(sent, c.none) {
+				t.Errorf("the probe sent %v: want %s, not %q", sent, c.want, c.none)
+			}
+			if !c.fails && !slices.Contains(sent, "LIST") {
+				t.Errorf("the probe sent no LIST: %v", sent)
+			}
+		})
 	}
 }

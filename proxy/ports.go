@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 )
 
 // errNoPassivePort is returned when every port of the passive range is
@@ -55,6 +56,9 @@ func (a *portAllocator) listen(ip netip.Addr) (net.Listener, func(), error) {
 			return ln, func() { a.unreserve(port) }, nil
 		}
 		a.unreserve(port)
+		if errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return nil, nil, err // the address is not ours: no port will do
+		}
 		lastErr = err
 		if failures++; failures >= maxBindFailures {
 			break

@@ -61,9 +61,10 @@ type session struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // read-ahead and data channels
 
-	raw      net.Conn // the client's TCP connection
-	conn     net.Conn // raw, or the TLS connection on top of it
-	secured  bool     // conn is TLS
+	raw      net.Conn    // the client's TCP connection
+	conn     net.Conn    // raw, or the TLS connection on top of it
+	ctl      protection  // TLS on the control connection: conn is TLS while protected
+	record   *recordConn // under conn's TLS, for CCC
 	br       *bufio.Reader
 	cr       *ftpctl.Reader
 	clientIP netip.Addr
@@ -213,7 +214,7 @@ func (s *session) readCommand() (ftpctl.Command, error) {
 		s.ahead = nil
 		return r.cmd, r.err
 	}
-	if !s.secured {
+	if s.ctl == unprotected {
 		// A TLS ClientHello (record type 22) instead of a command is a client
 		// set up for implicit FTPS on the explicit port; our 220 has already
 		// broken its handshake, so say why in the log rather than answer noise.
@@ -284,7 +285,8 @@ func (s *session) startTLS(pending []byte) error {
 	if len(pending) > 0 {
 		c = &prefixConn{Conn: s.raw, prefix: pending}
 	}
-	tc := tls.Server(c, s.controlTLS)
+	s.record = &recordConn{Conn: c}
+	tc := tls.Server(s.record, s.controlTLS)
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeouts.handshake())
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -292,7 +294,7 @@ func (s *session) startTLS(pending []byte) error {
 		return errors.Join(errHandshake, err)
 	}
 	st := tc.ConnectionState()
-	s.conn, s.secured, s.sni = tc, true, st.ServerName
+	s.conn, s.ctl, s.sni = tc, protected, st.ServerName
 	s.setReader(tc)
 	s.log = s.log.With().Str("sni", st.ServerName).Str("tls_version", tls.VersionName(st.Version)).
 		Str("cipher", tls.CipherSuiteName(st.CipherSuite)).Bool("resumed", st.DidResume).Logger()

@@ -177,7 +177,8 @@ func TestLocalCommands(t *testing.T) {
 		t.Errorf("EPSV listed %d times: %v", countOf(feats, "EPSV"), feats)
 	}
 	rc.cmd("AUTH TLS", 503)
-	rc.cmd("PORT 127,0,0,1,4,1", 502)
+	rc.cmd("LPRT 4,127,0,0,1,2,4,1", 502)
+	rc.cmd("PORT 127,0,0,9,4,1", 504) // not the client's address: FTP bounce
 	rc.cmd("QUIT", 221)
 
 	for _, v := range h.backendVerbs() {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"net"
 	"syscall"
 )
@@ -21,4 +22,15 @@ func oobInline(c net.Conn) {
 	rc.Control(func(fd uintptr) {
 		syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_OOBINLINE, 1)
 	})
+}
+
+// reuseAddr sets SO_REUSEADDR before a dial binds its fixed source port
+// (active_source_port): the port then serves a connection while earlier
+// ones linger in TIME_WAIT, and connections to several clients at once.
+func reuseAddr(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+	})
+	return errors.Join(err, serr)
 }

@@ -2,7 +2,14 @@
 
 package proxy
 
-import "net"
+import (
+	"net"
+	"syscall"
+)
 
 // oobInline is a no-op where SO_OOBINLINE is not wired up.
 func oobInline(net.Conn) {}
+
+// reuseAddr is a no-op where SO_REUSEADDR is not wired up: a fixed
+// active_source_port then serves one connection at a time.
+func reuseAddr(string, string, syscall.RawConn) error { return nil }

@@ -13,7 +13,7 @@ type replyResult struct {
 	err error
 }
 
-// transfer relays a data-transfer command over the pending passive channel.
+// transfer relays a data-transfer command over the pending data channel.
 // 1xx replies pass at once; the final reply waits until every byte has
 // reached the receiver, or a client could see 226 before its last bytes.
 // ABOR from the client cuts in; any other command waits its turn.
@@ -21,7 +21,7 @@ func (s *session) transfer(cmd ftpctl.Command) error {
 	dc := s.data
 	s.data = nil
 	if dc == nil {
-		return s.relay(cmd) // no PASV first: the backend says 425 itself
+		return s.relay(cmd) // no PASV or PORT first: the backend says 425 itself
 	}
 	if s.cfg.RequireDataProtection && s.prot != 'P' {
 		dc.abort()
@@ -77,6 +77,8 @@ func (s *session) transfer(cmd ftpctl.Command) error {
 			if _, err := dc.result(dir); errors.Is(err, errNoSessionReuse) {
 				rep = ftpctl.NewReply(ftpctl.CodeNetProtoNotSupp,
 					"Data connection refused: TLS session reuse required.")
+			} else if errors.Is(err, errDataConnect) {
+				rep = ftpctl.NewReply(ftpctl.CodeCannotOpenData, "Can't open data connection.")
 			} else if err != nil {
 				s.log.Warn().Err(err).Str("verb", cmd.Verb).Msg("data connection failed")
 				rep = ftpctl.NewReply(ftpctl.CodeTransferAborted, "Data connection failed; transfer aborted.")
@@ -236,7 +238,8 @@ func (s *session) endTransfer(cmd ftpctl.Command, dir direction, dc *dataChannel
 		ev = s.log.Warn()
 	}
 	ev = ev.Str("verb", cmd.Verb).Str("path", cmd.Arg).Str("direction", dir.String()).
-		Int64("bytes", n).Dur("duration", d).Str("prot", string(s.prot)).Int("code", int(rep.Code))
+		Int64("bytes", n).Dur("duration", d).Str("prot", string(s.prot)).Int("code", int(rep.Code)).
+		Stringer("client_data", dc.clientMode).Stringer("backend_data", dc.backMode)
 	if secs := d.Seconds(); secs > 0 {
 		ev = ev.Float64("bytes_per_sec", float64(n)/secs)
 	}

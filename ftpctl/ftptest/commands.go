@@ -133,11 +133,18 @@ func (c *session) allo(string) { c.reply(ftpctl.CodeNotNeeded, "ALLO command ign
 
 // feat answers FEAT (RFC 2389 section 3).
 func (c *session) feat(string) {
-	feats := []string{"EPRT", "HOST"}
-	if !c.srv.DisableEPSV {
+	var feats []string
+	if !c.srv.DisableActive {
+		feats = append(feats, "EPRT")
+	}
+	if !c.srv.DisableEPSV && !c.srv.DisablePassive {
 		feats = append(feats, "EPSV")
 	}
-	feats = append(feats, "MDTM", "MLST "+c.facts.feat(), "PASV", "REST STREAM", "SIZE", "UTF8")
+	feats = append(feats, "HOST", "MDTM", "MLST "+c.facts.feat())
+	if !c.srv.DisablePassive {
+		feats = append(feats, "PASV")
+	}
+	feats = append(feats, "REST STREAM", "SIZE", "UTF8")
 	c.send(ftpctl.FeatReply(feats))
 }
 
@@ -378,6 +385,10 @@ func (c *session) mlst(arg string) {
 // pasvCmd answers PASV (RFC 959 section 4.1.1) with PASVAddress, or the
 // control connection's local address, and a new listener's port.
 func (c *session) pasvCmd(string) {
+	if c.srv.DisablePassive {
+		c.reply(ftpctl.CodeNotImplemented, "Command not implemented.")
+		return
+	}
 	if c.epsvAll {
 		c.reply(codeCmdNotAllowed, "PASV not allowed after EPSV ALL.")
 		return
@@ -399,7 +410,7 @@ func (c *session) pasvCmd(string) {
 
 // epsv answers EPSV and EPSV ALL (RFC 2428 section 3).
 func (c *session) epsv(arg string) {
-	if c.srv.DisableEPSV {
+	if c.srv.DisableEPSV || c.srv.DisablePassive {
 		c.reply(ftpctl.CodeNotImplemented, "Command not implemented.")
 		return
 	}
@@ -446,6 +457,10 @@ func (c *session) newPassive() (*passive, bool) {
 
 // portCmd answers PORT (RFC 959 section 4.1.2).
 func (c *session) portCmd(arg string) {
+	if c.srv.DisableActive {
+		c.reply(ftpctl.CodeNotImplemented, "Command not implemented.")
+		return
+	}
 	if c.epsvAll {
 		c.reply(codeCmdNotAllowed, "PORT not allowed after EPSV ALL.")
 		return
@@ -460,6 +475,10 @@ func (c *session) portCmd(arg string) {
 
 // eprt answers EPRT (RFC 2428 section 2).
 func (c *session) eprt(arg string) {
+	if c.srv.DisableActive {
+		c.reply(ftpctl.CodeNotImplemented, "Command not implemented.")
+		return
+	}
 	if c.epsvAll {
 		c.reply(codeCmdNotAllowed, "EPRT not allowed after EPSV ALL.")
 		return

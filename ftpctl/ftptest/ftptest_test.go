@@ -448,6 +448,33 @@ func TestDisableEPSV(t *testing.T) {
 	}
 }
 
+// TestDisablePassiveAndActive: a backend that does only one data mode
+// refuses the other's commands with 502 and leaves them out of FEAT.
+func TestDisablePassiveAndActive(t *testing.T) {
+	t.Parallel()
+	activeOnly := newTestServer(t, func(s *Server) { s.DisablePassive = true })
+	c := dialCtl(t, activeOnly)
+	feats := ftpctl.ParseFeat(c.cmd("FEAT", ftpctl.CodeSystemStatus))
+	if slices.Contains(feats, "PASV") || slices.Contains(feats, "EPSV") || !slices.Contains(feats, "EPRT") {
+		t.Errorf("FEAT without passive mode: %q", feats)
+	}
+	c.login()
+	c.cmd("PASV", ftpctl.CodeNotImplemented)
+	c.cmd("EPSV", ftpctl.CodeNotImplemented)
+	c.cmd("PORT 127,0,0,1,40,0", ftpctl.CodeOK)
+
+	passiveOnly := newTestServer(t, func(s *Server) { s.DisableActive = true })
+	c = dialCtl(t, passiveOnly)
+	feats = ftpctl.ParseFeat(c.cmd("FEAT", ftpctl.CodeSystemStatus))
+	if slices.Contains(feats, "EPRT") || !slices.Contains(feats, "PASV") || !slices.Contains(feats, "EPSV") {
+		t.Errorf("FEAT without active mode: %q", feats)
+	}
+	c.login()
+	c.cmd("PORT 127,0,0,1,40,0", ftpctl.CodeNotImplemented)
+	c.cmd("EPRT |1|127.0.0.1|10240|", ftpctl.CodeNotImplemented)
+	c.pasv()
+}
+
 func TestAbortMidTransfer(t *testing.T) {
 	t.Parallel()
 	srv := newTestServer(t, nil)

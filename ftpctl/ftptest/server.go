@@ -46,6 +46,15 @@ type Server struct {
 	// backend that only knows PASV.
 	DisableEPSV bool
 
+	// DisablePassive makes PASV and EPSV answer 502 and leaves both out of
+	// FEAT, like a backend whose passive ports a firewall closes: only
+	// active mode (PORT, EPRT) works.
+	DisablePassive bool
+
+	// DisableActive makes PORT and EPRT answer 502 and leaves EPRT out of
+	// FEAT, like vsftpd with port_enable=NO: only passive mode works.
+	DisableActive bool
+
 	// ReplyBeforeData sends a transfer's 150 reply before its data connection
 	// is open, as IIS does. The default, like vsftpd and ProFTPD, opens (or
 	// accepts) the data connection first and then replies 150, so a proxy
