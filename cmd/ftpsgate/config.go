@@ -28,6 +28,13 @@ type fileConfig struct {
 		PublicHost   string `toml:"public_host"`
 		PassivePorts string `toml:"passive_ports"`
 		Banner       string `toml:"banner"`
+		// PassiveAddress entries map client networks to 227 addresses.
+		PassiveAddress []struct {
+			Clients []string `toml:"clients"`
+			Address string   `toml:"address"`
+		} `toml:"passive_address"`
+		ActiveSourcePort        int  `toml:"active_source_port"`
+		AllowForeignDataAddress bool `toml:"allow_foreign_data_address"`
 	} `toml:"listen"`
 	TLS struct {
 		CertFile    string `toml:"cert_file"`
@@ -46,6 +53,7 @@ type fileConfig struct {
 		Require               *bool  `toml:"require"`
 		RequireDataProtection bool   `toml:"require_data_protection"`
 		RequireSessionReuse   bool   `toml:"require_session_reuse"`
+		AllowCCC              bool   `toml:"allow_ccc"`
 		ACME                  struct {
 			Domains         []string `toml:"domains"`
 			Email           string   `toml:"email"`
@@ -111,6 +119,7 @@ type backendConfig struct {
 	CAFile             string `toml:"ca_file"`
 	InsecureSkipVerify bool   `toml:"insecure_skip_verify"`
 	ServerName         string `toml:"server_name"`
+	DataToBackend      string `toml:"data_to_backend"`
 }
 
 // settings is a loaded configuration: the parts each package takes.
@@ -206,6 +215,33 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 		}
 		pc.PassivePorts = pr
 	}
+	for i, pa := range fc.Listen.PassiveAddress {
+		key := []string{"listen", "passive_address", strconv.Itoa(i)}
+		entry := proxy.PassiveAddress{}
+		ip, err := netip.ParseAddr(pa.Address)
+		if err != nil || !ip.Unmap().Is4() {
+			bad(fmt.Sprintf("listen.passive_address.address %q: want an IPv4 address (PASV replies carry no other)", pa.Address), append(key, "address")...)
+		}
+		entry.Address = ip.Unmap()
+		if len(pa.Clients) == 0 {
+			bad("listen.passive_address: clients is empty: give the client networks, e.g. [\"10.0.0.0/8\"]", append(key, "clients")...)
+		}
+		for _, c := range pa.Clients {
+			p, err := netip.ParsePrefix(c)
+			if err != nil {
+				bad(fmt.Sprintf("listen.passive_address.clients %q: want a network such as \"192.168.0.0/16\" or \"2001:db8::/32\"", c), append(key, "clients")...)
+				continue
+			}
+			entry.Clients = append(entry.Clients, p.Masked())
+		}
+		pc.PassiveAddresses = append(pc.PassiveAddresses, entry)
+	}
+	if p := fc.Listen.ActiveSourcePort; p < 0 || p > 65535 {
+		bad(fmt.Sprintf("listen.active_source_port %d: want 0 (any) or a port, usually 20", p), "listen", "active_source_port")
+	} else {
+		pc.ActiveSourcePort = uint16(p)
+	}
+	pc.AllowForeignDataAddress = fc.Listen.AllowForeignDataAddress
 
 	t := fc.TLS
 	st.tls = tlsoffload.Config{
@@ -249,6 +285,7 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 	}
 	pc.PlainAllowed = fc.TLS.Require != nil && !*fc.TLS.Require
 	pc.RequireDataProtection = fc.TLS.RequireDataProtection
+	pc.AllowCCC = fc.TLS.AllowCCC
 
 	if len(fc.Backend) == 0 {
 		bad("no backend: add a [[backend]] with an address, or pass --backend HOST:PORT")
@@ -278,7 +315,11 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 			if err != nil {
 				bad(fmt.Sprintf("backend %s: %s", name, strings.TrimPrefix(err.Error(), "tlsoffload: ")), append(key, "tls")...)
 			}
-			out = append(out, proxy.Backend{Address: b.Address, Name: b.Name, Weight: b.Weight, TLS: bt})
+			mode, err := proxy.ParseDataMode(b.DataToBackend)
+			if err != nil {
+				bad(fmt.Sprintf("backend %s: data_to_backend %q: want auto, passive or active", name, b.DataToBackend), append(key, "data_to_backend")...)
+			}
+			out = append(out, proxy.Backend{Address: b.Address, Name: b.Name, Weight: b.Weight, TLS: bt, DataToBackend: mode})
 		}
 		return out
 	}

@@ -146,6 +146,52 @@ func TestExampleValues(t *testing.T) {
 	if st.store.kind != "file" || !strings.HasSuffix(st.store.stateFile, "/state/affinity.json") {
 		t.Errorf("store %+v", st.store)
 	}
+	if len(pc.PassiveAddresses) != 1 || pc.PassiveAddresses[0].Address.String() != "10.0.0.2" ||
+		len(pc.PassiveAddresses[0].Clients) != 2 || pc.PassiveAddresses[0].Clients[1].String() != "192.168.0.0/16" {
+		t.Errorf("passive addresses %+v", pc.PassiveAddresses)
+	}
+	if pc.ActiveSourcePort != 20 || pc.AllowForeignDataAddress || pc.AllowCCC {
+		t.Errorf("active_source_port %d, allow_foreign_data_address %v, allow_ccc %v",
+			pc.ActiveSourcePort, pc.AllowForeignDataAddress, pc.AllowCCC)
+	}
+	if pc.Backends[0].DataToBackend != proxy.DataAuto || pc.Routes[0].Backends[0].DataToBackend != proxy.DataPassive {
+		t.Errorf("data_to_backend %v, route's %v", pc.Backends[0].DataToBackend, pc.Routes[0].Backends[0].DataToBackend)
+	}
+}
+
+// TestCheckDataKeys: the data-connection keys report bad values with
+// their lines.
+func TestCheckDataKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(path, []byte(`[listen]
+active_source_port = 70000
+
+[[listen.passive_address]]
+clients = ["10.0.0.0/33"]
+address = "2001:db8::1"
+
+[[listen.passive_address]]
+address = "10.0.0.2"
+
+[[backend]]
+address = "127.0.0.1:2100"
+data_to_backend = "sideways"
+`), 0o600)
+	_, errOut, err := runCLI(t, "check", "--config", path)
+	if err == nil {
+		t.Fatal("check accepted a bad file")
+	}
+	for _, want := range []string{
+		path + ":2: listen.active_source_port 70000",
+		path + ":5: listen.passive_address.clients \"10.0.0.0/33\"",
+		path + ":6: listen.passive_address.address \"2001:db8::1\"",
+		path + ":8: listen.passive_address: clients is empty",
+		path + ":13: backend 127.0.0.1:2100: data_to_backend \"sideways\"",
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("check output lacks %q:\n%s", want, errOut)
+		}
+	}
 }
 
 // TestCheckReportsEachErrorWithItsLine: a file with several mistakes gets

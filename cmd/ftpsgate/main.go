@@ -50,6 +50,8 @@ func newApp() *cli.App {
 			serveCommand(),
 			checkCommand(),
 			demoCommand(),
+			tailCommand(),
+			probeCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",
