@@ -274,10 +274,42 @@ func (dc *dataChannel) connect() (client, backend net.Conn, t transferStart, err
 			return fail(err)
 		}
 	} else {
-		if client, err = dc.client.open(dc.ctx, dc.started); err != nil {
-			return fail(err)
+		// Most clients connect right after 227, some only after the 150,
+		// which backends such as vsftpd send only once their own data
+		// connection is up: the backend is reached as soon as the client
+		// has connected or the transfer command has gone out, whichever
+		// comes first, so neither kind waits on the other.
+		type opened struct {
+			conn net.Conn
+			err  error
 		}
-		if backend, err = dc.backend.open(dc.ctx, dc.started); err != nil {
+		clientc := make(chan opened, 1)
+		go func() {
+			c, err := dc.client.open(dc.ctx, dc.started)
+			clientc <- opened{c, err}
+		}()
+		waited := false
+		select {
+		case o := <-clientc:
+			client, err, waited = o.conn, o.err, true
+			if err != nil {
+				return fail(err)
+			}
+		case <-dc.started:
+		case <-dc.ctx.Done():
+		}
+		backend, err = dc.backend.open(dc.ctx, dc.started)
+		if err != nil {
+			dc.cancel() // ends the client's open, if it still waits
+		}
+		if !waited {
+			o := <-clientc
+			client = o.conn
+			if err == nil {
+				err = o.err
+			}
+		}
+		if err != nil {
 			return fail(err)
 		}
 	}

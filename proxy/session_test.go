@@ -561,3 +561,29 @@ func TestCommandDuringTransfer(t *testing.T) {
 	rc.expect(200)
 	rc.expect(257)
 }
+
+// TestClientConnectsAfter150: a client that connects to the passive port
+// only once it has the 150, in front of a backend that sends 150 only once
+// its data connection is up (vsftpd, ftptest): the proxy must reach the
+// backend when the command goes out, not wait for the client.
+func TestClientConnectsAfter150(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, nil)
+	h.backend.FS.WriteFile("/f", []byte("late but whole"))
+	rc := h.rawTLS()
+	port, _ := ftpctl.ParseEPSV(rc.cmd("EPSV", 229).Text())
+	rc.send("RETR f")
+	rc.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	rc.expect(150)
+	rc.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	dconn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(dconn)
+	dconn.Close()
+	rc.expect(226)
+	if string(got) != "late but whole" {
+		t.Fatalf("got %q", got)
+	}
+}
