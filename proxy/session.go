@@ -193,11 +193,7 @@ func (s *session) run() error {
 			}
 			continue
 		}
-		if cmd.Verb == "PASS" || cmd.Verb == "ACCT" {
-			s.log.Debug().Str("command", cmd.Redacted()).Msg("command")
-		} else {
-			s.log.Debug().Str("command", cmd.String()).Msg("command")
-		}
+		s.log.Debug().Str("command", cmd.Redacted()).Msg("command") // PASS and ACCT hidden
 		if err := s.dispatch(cmd); err != nil {
 			return err
 		}
