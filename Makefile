@@ -43,7 +43,8 @@ fuzz:
 		echo "fuzz $$f ($(FUZZTIME))"; \
 		if ! $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./ftpctl/ >$$out 2>&1; then \
 			cat $$out; exit 1; fi; \
-	done; echo "fuzz: all targets passed"
+		tail -n 1 $$out; \
+	done
 
 clean:
 	rm -rf bin
