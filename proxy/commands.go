@@ -230,8 +230,10 @@ func (s *session) login(cmd ftpctl.Command) error {
 		s.phase = phaseLoggedIn
 		s.log = s.log.With().Str("user", s.user).Logger()
 		s.log.Info().Msg("login")
+		s.cfg.Metrics.login(true)
 	case rep.Code.Class() == ftpctl.ClassPermanent || rep.Code.Class() == ftpctl.ClassTransient:
 		s.log.Warn().Str("user", s.user).Int("code", int(rep.Code)).Msg("login failed")
+		s.cfg.Metrics.login(false)
 	}
 	return nil
 }
@@ -257,6 +259,7 @@ func (s *session) connectBackend() error {
 			if s.ctx.Err() != nil {
 				return errShutdown
 			}
+			s.cfg.Metrics.dialError(p, m)
 			s.srv.eject(m, err)
 			continue
 		}
@@ -306,6 +309,7 @@ func (s *session) pinnedFirst(p *pool, key string, cands []*member) []*member {
 	name, ok, err := s.srv.store.Get(ctx, key)
 	if err != nil {
 		s.log.Warn().Err(err).Msg("affinity store unavailable: choosing by policy")
+		s.cfg.Metrics.storeError("get")
 		return cands
 	}
 	if !ok {
@@ -335,6 +339,7 @@ func (s *session) pin(key string, m *member) {
 	defer cancel()
 	if err := s.srv.store.Set(ctx, key, m.name(), s.cfg.Balance.affinityTTL()); err != nil {
 		s.log.Warn().Err(err).Msg("affinity pin not stored")
+		s.cfg.Metrics.storeError("set")
 	}
 }
 

@@ -107,6 +107,15 @@ type Config struct {
 	// Logger receives one record per session event and per transfer. Zero:
 	// a disabled logger.
 	Logger zerolog.Logger
+	// Metrics counts sessions, handshakes, logins, transfers and backend
+	// events, and New registers the gauges read from the Server with it.
+	// Zero (nil): nothing is counted.
+	Metrics *Metrics
+	// OnTransfer, if set, is called once per ended transfer, after its
+	// record is logged and before its final reply is sent (an xferlog
+	// writer). It runs on the session's goroutine, concurrently for
+	// different sessions, so it must be safe for that and quick.
+	OnTransfer func(TransferEvent)
 }
 
 // Timeouts bound every blocking step; a zero field takes the default shown.

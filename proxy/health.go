@@ -84,6 +84,7 @@ func (s *Server) recordCheck(p *pool, m *member, feats []string, err error) {
 	}
 	fails, rises := m.fails, m.rises
 	m.mu.Unlock()
+	s.cfg.Metrics.check(p, m, err)
 
 	log := s.log.With().Str("pool", p.name).Str("backend", m.name()).Logger()
 	switch {

@@ -44,6 +44,10 @@ type Server struct {
 	listeners map[listenerKind]net.Listener // guarded by mu
 	sessions  map[*session]struct{}         // guarded by mu
 	wg        sync.WaitGroup                // accept loops and sessions
+
+	shuttingDown bool               // Shutdown has begun; guarded by mu
+	stopServe    context.CancelFunc // Serve's hard stop, nil outside Serve; guarded by mu
+	drained      chan struct{}      // closed when Shutdown returns
 }
 
 // New checks cfg and returns a Server that is not yet listening.
@@ -59,6 +63,7 @@ func New(cfg Config) (*Server, error) {
 		ports:     newPortAllocator(cfg.PassivePorts),
 		listeners: make(map[listenerKind]net.Listener),
 		sessions:  make(map[*session]struct{}),
+		drained:   make(chan struct{}),
 	}
 	for i, r := range cfg.Routes {
 		name := r.Name
@@ -70,6 +75,7 @@ func New(cfg Config) (*Server, error) {
 	if s.store == nil && cfg.Balance.Affinity != NoAffinity {
 		s.store = persist.NewTable(0)
 	}
+	cfg.Metrics.watch(s)
 	return s, nil
 }
 
@@ -131,7 +137,9 @@ func (s *Server) addr(kind listenerKind) net.Addr {
 
 // Serve accepts clients on every listener (calling Listen first if needed)
 // until ctx is done, then closes the listeners, ends every session and
-// returns once all of them are gone.
+// returns once all of them are gone. After Shutdown has closed the
+// listeners, Serve waits for Shutdown to return (or ctx to be done) before
+// it ends what is left.
 func (s *Server) Serve(ctx context.Context) error {
 	if err := s.Listen(); err != nil {
 		return err
@@ -140,6 +148,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer cancel()
 
 	s.mu.Lock()
+	s.stopServe = cancel
 	errc := make(chan error, len(s.listeners))
 	for kind, ln := range s.listeners {
 		s.log.Info().Str("listener", kind.String()).Stringer("addr", ln.Addr()).Msg("listening")
@@ -157,8 +166,18 @@ func (s *Server) Serve(ctx context.Context) error {
 	var err error
 	select {
 	case <-ctx.Done():
-	case err = <-errc: // a listener failed for good: stop everything
+	case err = <-errc: // a listener failed for good, or Shutdown closed it
 		n--
+	}
+	s.mu.Lock()
+	draining := s.shuttingDown
+	s.mu.Unlock()
+	if draining {
+		err = nil
+		select {
+		case <-s.drained:
+		case <-ctx.Done():
+		}
 	}
 	cancel()
 	s.mu.Lock()
@@ -170,7 +189,73 @@ func (s *Server) Serve(ctx context.Context) error {
 		<-errc
 	}
 	s.wg.Wait()
+	s.mu.Lock()
+	s.stopServe = nil
+	s.mu.Unlock()
 	s.saveStore()
+	return err
+}
+
+// Shutdown stops the server gracefully, as http.Server.Shutdown does: it
+// closes the listeners, answers 421 to every session waiting for a command
+// and closes it, and lets a session in the middle of a command, a transfer
+// above all, finish it (final reply included) before the same 421. When
+// ctx is done first, whatever is left is closed as Serve does when its own
+// context ends. Shutdown returns once every session is gone: nil, or
+// ctx's error if it had to cut sessions short. Serve then returns.
+func (s *Server) Shutdown(ctx context.Context) error {
+	began := time.Now()
+	s.mu.Lock()
+	if s.shuttingDown {
+		s.mu.Unlock()
+		return errors.New("proxy: Shutdown called twice")
+	}
+	s.shuttingDown = true
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	idle := 0
+	for sess := range s.sessions {
+		if sess.drain() {
+			idle++
+		}
+	}
+	total := len(s.sessions)
+	s.mu.Unlock()
+	defer close(s.drained)
+	s.log.Info().Int("sessions", total).Int("idle", idle).Int("busy", total-idle).Msg("draining")
+
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	var err error
+	cut := 0
+	for {
+		n := s.ActiveSessions()
+		if n == 0 {
+			break
+		}
+		if err == nil {
+			select {
+			case <-ctx.Done():
+				// The hard stop: closes every client connection.
+				err, cut = ctx.Err(), n
+				s.mu.Lock()
+				if s.stopServe != nil {
+					s.stopServe()
+				}
+				s.mu.Unlock()
+				continue
+			case <-t.C:
+			}
+		} else {
+			<-t.C
+		}
+	}
+	ev := s.log.Info()
+	if cut > 0 {
+		ev = s.log.Warn()
+	}
+	ev.Int("sessions", total).Int("cut", cut).Dur("duration", time.Since(began)).Msg("drained")
 	return err
 }
 
@@ -252,6 +337,9 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, kind listenerK
 		sess := newSession(s, conn, kind)
 		s.mu.Lock()
 		s.sessions[sess] = struct{}{}
+		if s.shuttingDown { // accepted as Shutdown closed the listener
+			sess.drain()
+		}
 		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {

@@ -47,6 +47,10 @@ var (
 	errTLSOnExplicit = errors.New("tls on explicit port")
 	errInjection     = errors.New("plaintext pipelined behind auth")
 	errShutdown      = errors.New("shutdown")
+
+	// errDraining ends the read of a command when Shutdown has begun: the
+	// session answers 421 and ends with errShutdown.
+	errDraining = errors.New("draining")
 )
 
 // session is one client's control connection and everything hanging off it.
@@ -90,6 +94,10 @@ type session struct {
 	bytesDown int64
 	bytesUp   int64
 	transfers int
+
+	drainMu  sync.Mutex
+	draining bool // Shutdown has begun; guarded by drainMu
+	waiting  bool // blocked reading the next command; guarded by drainMu
 }
 
 type commandResult struct {
@@ -132,6 +140,7 @@ func (s *session) serve(ctx context.Context) {
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	stop := context.AfterFunc(s.ctx, func() { s.raw.Close() })
 	s.log.Info().Msg("session start")
+	s.cfg.Metrics.sessionStart(s.kind)
 
 	err := s.run()
 	if ctx.Err() != nil && !errors.Is(err, errQuit) {
@@ -158,6 +167,7 @@ func (s *session) serve(ctx context.Context) {
 	ev.Str("reason", endReason(err)).Dur("duration", time.Since(s.started)).
 		Int64("bytes_down", s.bytesDown).Int64("bytes_up", s.bytesUp).
 		Int("transfers", s.transfers).Msg("session end")
+	s.cfg.Metrics.sessionEnd(s.kind, endReason(err))
 }
 
 func isNormalEnd(err error) bool {
@@ -203,8 +213,52 @@ func (s *session) run() error {
 // readCommand returns the next command: the one read ahead during a
 // transfer, if any, else a fresh one. No command within the idle timeout
 // ends the read with os.ErrDeadlineExceeded.
+//
+// Once Shutdown has begun it returns errDraining instead: at once, or by
+// cutting short the wait for a command (see drain). A command read ahead
+// during a transfer is dropped then; the client learns of it from the 421.
 func (s *session) readCommand() (ftpctl.Command, error) {
+	s.drainMu.Lock()
+	if s.draining {
+		s.drainMu.Unlock()
+		return ftpctl.Command{}, errDraining
+	}
+	// Under drainMu, so that drain's deadline is never overwritten by ours.
 	s.conn.SetReadDeadline(time.Now().Add(s.cfg.Timeouts.idle()))
+	s.waiting = true
+	s.drainMu.Unlock()
+
+	cmd, err := s.nextCommand()
+
+	s.drainMu.Lock()
+	s.waiting = false
+	draining := s.draining
+	s.drainMu.Unlock()
+	if draining {
+		return ftpctl.Command{}, errDraining
+	}
+	return cmd, err
+}
+
+// drain tells the session that Shutdown has begun. A session waiting for a
+// command is woken now by a read deadline in the past; one in the middle of
+// a command, a transfer included, sees it when the command is done. It
+// reports whether the session was waiting.
+func (s *session) drain() (idle bool) {
+	s.drainMu.Lock()
+	defer s.drainMu.Unlock()
+	if !s.draining {
+		s.draining = true
+		if s.waiting {
+			// raw, not conn: conn changes under TLS and CCC; the deadline
+			// is the socket's either way.
+			s.raw.SetReadDeadline(time.Now())
+		}
+	}
+	return s.waiting
+}
+
+func (s *session) nextCommand() (ftpctl.Command, error) {
 	if s.ahead != nil {
 		r := <-s.ahead
 		s.ahead = nil
@@ -249,6 +303,9 @@ func (s *session) badInput(err error) error {
 	case errors.As(err, &pe):
 		s.log.Debug().Err(err).Msg("malformed command")
 		return s.reply(ftpctl.CodeSyntaxError, "Syntax error, command unrecognized.")
+	case errors.Is(err, errDraining):
+		s.reply(ftpctl.CodeNotAvailable, "Service shutting down.")
+		return errShutdown
 	case errors.Is(err, errTLSOnExplicit):
 		s.log.Warn().Msg("tls handshake on the explicit port: the client is set up for implicit FTPS; closing")
 		return err
@@ -287,6 +344,7 @@ func (s *session) startTLS(pending []byte) error {
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		s.log.Warn().Err(err).Msg("tls handshake failed")
+		s.cfg.Metrics.handshake(false, false)
 		return errors.Join(errHandshake, err)
 	}
 	st := tc.ConnectionState()
@@ -295,6 +353,7 @@ func (s *session) startTLS(pending []byte) error {
 	s.log = s.log.With().Str("sni", st.ServerName).Str("tls_version", tls.VersionName(st.Version)).
 		Str("cipher", tls.CipherSuiteName(st.CipherSuite)).Bool("resumed", st.DidResume).Logger()
 	s.log.Info().Msg("tls established")
+	s.cfg.Metrics.handshake(true, st.DidResume)
 	return nil
 }
 

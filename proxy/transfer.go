@@ -247,5 +247,19 @@ func (s *session) endTransfer(cmd ftpctl.Command, dir direction, dc *dataChannel
 		ev = ev.Bool("data_resumed", dc.resumed).Str("data_tls_version", tls.VersionName(dc.tlsVersion))
 	}
 	ev.Msg("transfer")
+	s.transferEnded(TransferEvent{
+		Time: time.Now(), Duration: d, Session: s.id, Client: s.clientIP, User: s.user,
+		Backend: s.member.name(), Verb: cmd.Verb, Path: cmd.Arg, Direction: dir.String(),
+		Bytes: n, Prot: string(s.prot), Code: int(rep.Code),
+		Complete: rep.Code.Class() == ftpctl.ClassCompletion,
+	})
 	return s.send(rep)
+}
+
+// transferEnded counts a transfer and hands it to Config.OnTransfer.
+func (s *session) transferEnded(e TransferEvent) {
+	s.cfg.Metrics.transfer(e)
+	if s.cfg.OnTransfer != nil {
+		s.cfg.OnTransfer(e)
+	}
 }

@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"gopkg.in/natefinch/lumberjack.v2"
 
 	"github.com/ftpsgate/ftpsgate/proxy"
 	"github.com/ftpsgate/ftpsgate/tlsoffload"
@@ -101,14 +104,25 @@ type fileConfig struct {
 		Idle        string `toml:"idle"`
 		DataConnect string `toml:"data_connect"`
 		BackendDial string `toml:"backend_dial"`
+		Drain       string `toml:"drain"`
 	} `toml:"timeouts"`
 	Limits struct {
 		MaxLine int `toml:"max_line"`
 	} `toml:"limits"`
 	Log struct {
-		Level  string `toml:"level"`
-		Format string `toml:"format"`
+		Level      string `toml:"level"`
+		Format     string `toml:"format"`
+		File       string `toml:"file"`
+		MaxSizeMB  int    `toml:"max_size_mb"`
+		MaxBackups int    `toml:"max_backups"`
+		MaxAgeDays int    `toml:"max_age_days"`
+		Compress   bool   `toml:"compress"`
+		Xferlog    string `toml:"xferlog"`
 	} `toml:"log"`
+	Admin struct {
+		Listen string `toml:"listen"`
+		Pprof  bool   `toml:"pprof"`
+	} `toml:"admin"`
 }
 
 type backendConfig struct {
@@ -130,7 +144,18 @@ type settings struct {
 	acmeRedis string // the Redis URL of a shared ACME cache, if any
 	logLevel  string
 	logFormat string
+	admin     adminSettings
+	xferlog   string             // the xferlog file; empty: none
+	logFile   *lumberjack.Logger // nil: standard output
+	drain     time.Duration      // zero: defaultDrain
 }
+
+// defaultDrain is how long SIGTERM lets transfers finish when
+// timeouts.drain is not set.
+const defaultDrain = 30 * time.Second
+
+// drainTimeout is timeouts.drain, or its default.
+func (st settings) drainTimeout() time.Duration { return cmp.Or(st.drain, defaultDrain) }
 
 // storeSettings says where affinity pins live; the store is opened by
 // serve, not by check.
@@ -410,6 +435,7 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 		{"timeouts", "idle", fc.Timeouts.Idle, &pc.Timeouts.Idle},
 		{"timeouts", "data_connect", fc.Timeouts.DataConnect, &pc.Timeouts.DataConnect},
 		{"timeouts", "backend_dial", fc.Timeouts.BackendDial, &pc.Timeouts.BackendDial},
+		{"timeouts", "drain", fc.Timeouts.Drain, &st.drain},
 		{"balance", "affinity_ttl", fc.Balance.AffinityTTL, &bal.AffinityTTL},
 		{"balance", "save_interval", fc.Balance.SaveInterval, &bal.SaveInterval},
 		{"health", "interval", fc.Health.Interval, &h.Interval},
@@ -434,6 +460,10 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 	pc.MaxLine = fc.Limits.MaxLine
 
 	st.logLevel, st.logFormat = fc.Log.Level, fc.Log.Format
+	st.xferlog, st.admin = fc.Log.Xferlog, adminSettings{listen: fc.Admin.Listen, pprof: fc.Admin.Pprof}
+	if _, _, err := net.SplitHostPort(st.admin.listen); st.admin.listen != "" && err != nil {
+		bad(fmt.Sprintf("admin.listen %q: want host:port, e.g. 127.0.0.1:9100", st.admin.listen), "admin", "listen")
+	}
 	if _, err := parseLevel(st.logLevel); err != nil {
 		bad(err.Error(), "log", "level")
 	}
@@ -441,6 +471,23 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 	case "", "json", "console":
 	default:
 		bad(fmt.Sprintf("log.format %q: want \"json\" or \"console\"", st.logFormat), "log", "format")
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+	}{{"max_size_mb", fc.Log.MaxSizeMB}, {"max_backups", fc.Log.MaxBackups}, {"max_age_days", fc.Log.MaxAgeDays}} {
+		if n.v < 0 {
+			bad(fmt.Sprintf("log.%s %d: want 0 (the default) or more", n.key, n.v), "log", n.key)
+		}
+	}
+	if fc.Log.File != "" {
+		st.logFile = &lumberjack.Logger{
+			Filename:   fc.Log.File,
+			MaxSize:    cmp.Or(fc.Log.MaxSizeMB, 100),
+			MaxBackups: cmp.Or(fc.Log.MaxBackups, 10),
+			MaxAge:     fc.Log.MaxAgeDays, // 0 keeps old files whatever their age
+			Compress:   fc.Log.Compress,
+		}
 	}
 	return st, errors.Join(errs...)
 }

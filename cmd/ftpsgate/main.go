@@ -105,7 +105,12 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			log, err := newLogger(os.Stdout, st.logLevel, st.logFormat)
+			var out io.Writer = os.Stdout
+			if st.logFile != nil {
+				defer st.logFile.Close()
+				out = st.logFile
+			}
+			log, err := newLogger(out, st.logLevel, st.logFormat)
 			if err != nil {
 				return err
 			}
@@ -251,6 +256,11 @@ func run(ctx context.Context, st settings, log zerolog.Logger, ready func(*proxy
 		defer store.Close()
 		st.proxy.Balance.Store = store
 	}
+	ops, err := openOps(st, &st.proxy) // metrics and xferlog; admin.go
+	if err != nil {
+		return err
+	}
+	defer ops.Close()
 	srv, err := proxy.New(st.proxy)
 	if err != nil {
 		return err
@@ -258,14 +268,38 @@ func run(ctx context.Context, st settings, log zerolog.Logger, ready func(*proxy
 	if err := srv.Listen(); err != nil {
 		return err
 	}
+	if err := ops.serve(srv, off.Certificate, log); err != nil {
+		return err
+	}
 	if ready != nil {
 		ready(srv)
 	}
 	log.Info().Str("version", versionString()).Int("backends", len(st.proxy.Backends)).
 		Stringer("passive_ports", st.proxy.PassivePorts).Msg("ftpsgate started")
-	err = srv.Serve(ctx)
+	err = serveAndDrain(ctx, srv, st.drainTimeout(), log)
 	log.Info().Msg("ftpsgate stopped")
 	return err
+}
+
+// serveAndDrain serves until ctx is done (SIGTERM or SIGINT), then drains:
+// no new clients, transfers in flight finish, sessions get 421, and after
+// drain whatever is left is closed. Shutdown logs how it went.
+func serveAndDrain(ctx context.Context, srv *proxy.Server, drain time.Duration, log zerolog.Logger) error {
+	serveCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(serveCtx) }()
+	select {
+	case err := <-served: // a listener failed for good
+		return err
+	case <-ctx.Done():
+	}
+	log.Info().Dur("drain", drain).Msg("stopping")
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
+	defer cancel()
+	srv.Shutdown(dctx) // a drain cut short is logged as such, and is no failure to exit on
+	stop()
+	return <-served
 }
 
 // reloadOnHUP re-reads the certificate files on SIGHUP, the signal init
@@ -328,7 +362,8 @@ func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
 		return zerolog.Logger{}, err
 	}
 	if format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+		// No colour codes in a log file or a pipe.
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: !colorTerminal(w)}
 	}
 	return zerolog.New(w).Level(l).With().Timestamp().Logger(), nil
 }

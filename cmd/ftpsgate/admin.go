@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/ftpsgate/ftpsgate/proxy"
+)
+
+// adminSettings is the [admin] table: the operators' HTTP listener.
+type adminSettings struct {
+	listen string // host:port; empty: no admin listener
+	pprof  bool   // serve /debug/pprof/ too
+}
+
+// ops is what serve runs for operators beside the proxy: the metrics
+// registry, the admin HTTP server and the xferlog file.
+type ops struct {
+	admin   adminSettings
+	reg     *prometheus.Registry // nil without an admin listener
+	xferlog *xferlog             // nil without [log] xferlog
+	http    *http.Server         // nil until serve
+	done    chan struct{}        // closed when http's Serve returned
+}
+
+// openOps prepares the metrics and the xferlog file and hooks them into pc,
+// before the proxy is built.
+func openOps(st settings, pc *proxy.Config) (*ops, error) {
+	o := &ops{admin: st.admin}
+	if st.admin.listen != "" {
+		o.reg = prometheus.NewRegistry()
+		o.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		pc.Metrics = proxy.NewMetrics(o.reg)
+	}
+	if st.xferlog != "" {
+		f, err := os.OpenFile(st.xferlog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return nil, fmt.Errorf("log.xferlog: %w", err)
+		}
+		o.xferlog = &xferlog{w: f, c: f}
+		pc.OnTransfer = o.xferlog.write
+	}
+	return o, nil
+}
+
+// serve starts the admin listener, if configured, once srv exists. cert
+// returns the default certificate, nil while there is none.
+func (o *ops) serve(srv *proxy.Server, cert func() *tls.Certificate, log zerolog.Logger) error {
+	if o.admin.listen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", o.admin.listen)
+	if err != nil {
+		return fmt.Errorf("admin.listen: %w", err)
+	}
+	ready := func() error {
+		if cert() == nil {
+			return errors.New("no certificate loaded")
+		}
+		if srv.HealthyBackends() == 0 {
+			return errors.New("no healthy backend")
+		}
+		return nil
+	}
+	o.http = &http.Server{
+		Handler:           adminHandler(o.reg, ready, o.admin.pprof),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	o.done = make(chan struct{})
+	go func() {
+		defer close(o.done)
+		if err := o.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error().Err(err).Msg("admin listener failed")
+		}
+	}()
+	log.Info().Str("address", ln.Addr().String()).Bool("pprof", o.admin.pprof).Msg("admin listening")
+	return nil
+}
+
+// Close stops the admin listener and closes the xferlog file.
+func (o *ops) Close() error {
+	var err error
+	if o.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err = o.http.Shutdown(ctx)
+		<-o.done
+	}
+	if o.xferlog != nil {
+		err = errors.Join(err, o.xferlog.c.Close())
+	}
+	return err
+}
+
+// adminHandler serves /metrics from reg, /healthz, /readyz (ready's error
+// is the reason for a 503) and, with withPprof, /debug/pprof/.
+func adminHandler(reg *prometheus.Registry, ready func() error, withPprof bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		if err := ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	if withPprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+// xferlog appends one wu-ftpd xferlog line per file transfer (man 5
+// xferlog), for the log analysers FTP administrators already run.
+type xferlog struct {
+	mu sync.Mutex // serialises lines from concurrent sessions
+	w  io.Writer
+	c  io.Closer
+}
+
+// xferlogVerbs are the transfers of files; listings are not logged.
+var xferlogVerbs = map[string]bool{"RETR": true, "STOR": true, "STOU": true, "APPE": true}
+
+func (x *xferlog) write(e proxy.TransferEvent) {
+	if !xferlogVerbs[e.Verb] {
+		return
+	}
+	line := xferlogLine(e)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	io.WriteString(x.w, line) // a full disk must not stop transfers
+}
+
+// xferlogLine formats e as the fields man 5 xferlog lists, in order:
+// current-time transfer-time remote-host file-size filename transfer-type
+// special-action-flag direction access-mode username service-name
+// authentication-method authenticated-user-id completion-status.
+//
+// The proxy does not follow TYPE, so transfer-type is always b (binary);
+// filename is the path as the client sent it, whitespace replaced by _ as
+// wu-ftpd does, so that the line splits into its fields.
+func xferlogLine(e proxy.TransferEvent) string {
+	secs := int64((e.Duration + time.Second/2) / time.Second)
+	if secs == 0 {
+		secs = 1 // wu-ftpd's rounding: a transfer takes at least a second
+	}
+	direction := "o"
+	if e.Direction == "upload" {
+		direction = "i"
+	}
+	status := "i"
+	if e.Complete {
+		status = "c"
+	}
+	user := e.User
+	if user == "" {
+		user = "*"
+	}
+	name := strings.Map(func(r rune) rune {
+		if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
+			return '_'
+		}
+		return r
+	}, e.Path)
+	if name == "" {
+		name = "-"
+	}
+	fields := []string{
+		e.Time.Format("Mon Jan _2 15:04:05 2006"),
+		strconv.FormatInt(secs, 10),
+		e.Client.String(),
+		strconv.FormatInt(e.Bytes, 10),
+		name,
+		"b", // transfer-type
+		"_", // special-action-flag: no compression or tar
+		direction,
+		"r", // access-mode: a real (logged-in) user
+		strings.Map(func(r rune) rune {
+			if r == ' ' || r == '\t' {
+				return '_'
+			}
+			return r
+		}, user),
+		"ftp", // service-name
+		"0",   // authentication-method: none (no RFC 931 ident)
+		"*",   // authenticated-user-id: not available
+		status,
+	}
+	return strings.Join(fields, " ") + "\n"
+}

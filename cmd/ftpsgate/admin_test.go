@@ -1,0 +1,316 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jlaffaye/ftp"
+
+	"github.com/ftpsgate/ftpsgate/ftpctl/ftptest"
+	"github.com/ftpsgate/ftpsgate/proxy"
+)
+
+// serveAdmin runs the proxy as serve does, with an admin listener, until
+// the test ends; it returns the server and the admin base URL.
+func serveAdmin(t *testing.T, st settings) (*proxy.Server, string) {
+	t.Helper()
+	st.admin.listen = freeAddr(t)
+	log, err := newLogger(io.Discard, "info", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *proxy.Server, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, st, log, func(s *proxy.Server) { ready <- s }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	select {
+	case srv := <-ready:
+		return srv, "http://" + st.admin.listen
+	case err := <-done:
+		t.Fatalf("run: %v", err)
+	}
+	return nil, ""
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// scrapeMetrics reads the text exposition at url into name{labels} -> value.
+func scrapeMetrics(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	code, body := get(t, url)
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d", url, code)
+	}
+	out := make(map[string]float64)
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+func TestAdminMetricsAndXferlog(t *testing.T) {
+	t.Parallel()
+	mem := ftptest.NewUnstartedServer()
+	mem.Users = map[string]string{"alice": "alice-pw"}
+	mem.FS.WriteFile("/pub/file name.bin", bytes.Repeat([]byte("ftpsgate"), 4096))
+	mem.Start()
+	t.Cleanup(mem.Close)
+
+	var st settings
+	st.proxy = proxy.Config{
+		Listen:   "127.0.0.1:0",
+		Backends: []proxy.Backend{{Address: mem.Addr(), Name: "mem"}},
+		Health:   proxy.Health{Interval: 100 * time.Millisecond, Timeout: time.Second},
+	}
+	st.xferlog = filepath.Join(t.TempDir(), "xferlog")
+	srv, admin := serveAdmin(t, st)
+
+	if code, _ := get(t, admin+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz: %d", code)
+	}
+	if code, body := get(t, admin+"/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz: %d %q", code, body)
+	}
+	if code, _ := get(t, admin+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("/debug/pprof/ with pprof = false: %d, want 404", code)
+	}
+
+	before := scrapeMetrics(t, admin+"/metrics")
+	client := &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"}
+	c, err := ftp.Dial(srv.ExplicitAddr().String(), ftp.DialWithTimeout(10*time.Second), ftp.DialWithExplicitTLS(client))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Login("alice", "alice-pw"); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	r, err := c.Retr("/pub/file name.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := io.Copy(io.Discard, r)
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stor("/up.txt", strings.NewReader("hello xferlog\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.List("/"); err != nil { // a listing: counted, not in xferlog
+		t.Fatal(err)
+	}
+	if err := c.Quit(); err != nil {
+		t.Fatal(err)
+	}
+	ended := `ftpsgate_sessions_total{listener="explicit",reason="quit"}`
+	deadline := time.Now().Add(10 * time.Second)
+	var after map[string]float64
+	for {
+		after = scrapeMetrics(t, admin+"/metrics")
+		if after[ended]-before[ended] == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	for _, d := range []struct {
+		key  string
+		want float64
+	}{
+		{ended, 1},
+		{`ftpsgate_sessions_active{listener="explicit"}`, 0},
+		{`ftpsgate_tls_handshakes_total{result="ok",resumed="false"}`, 1},
+		{`ftpsgate_logins_total{result="success"}`, 1},
+		{`ftpsgate_transfers_total{direction="download",prot="P",result="ok"}`, 2}, // RETR and LIST
+		{`ftpsgate_transfers_total{direction="upload",prot="P",result="ok"}`, 1},
+		{`ftpsgate_transfer_bytes_total{direction="upload",prot="P"}`, float64(len("hello xferlog\n"))},
+		{`ftpsgate_backend_up{backend="mem",pool="default"}`, 0}, // a gauge: still 1
+		{`ftpsgate_backend_sessions_active{backend="mem",pool="default"}`, 0},
+	} {
+		if got := after[d.key] - before[d.key]; got != d.want {
+			t.Errorf("%s: delta %v, want %v", d.key, got, d.want)
+		}
+	}
+	if got := after[`ftpsgate_transfer_bytes_total{direction="download",prot="P"}`] -
+		before[`ftpsgate_transfer_bytes_total{direction="download",prot="P"}`]; got < float64(n) {
+		t.Errorf("download bytes delta %v, want at least the file's %d", got, n)
+	}
+	if after[`ftpsgate_backend_up{backend="mem",pool="default"}`] != 1 {
+		t.Errorf("ftpsgate_backend_up = %v, want 1", after[`ftpsgate_backend_up{backend="mem",pool="default"}`])
+	}
+	if _, ok := after[`ftpsgate_passive_ports_in_use`]; !ok {
+		t.Error("ftpsgate_passive_ports_in_use missing")
+	}
+
+	// The xferlog: one line per file transfer, listings left out.
+	src, err := os.ReadFile(st.xferlog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(st.xferlog); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("xferlog mode: %v, %v; want 0640", fi.Mode().Perm(), err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(src), "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("xferlog has %d lines, want 2:\n%s", len(lines), src)
+	}
+	for i, want := range []struct {
+		bytes     int64
+		name, dir string
+	}{
+		{n, "/pub/file_name.bin", "o"},
+		{int64(len("hello xferlog\n")), "/up.txt", "i"},
+	} {
+		f := strings.Fields(lines[i])
+		if len(f) != 18 { // the current-time is five fields
+			t.Fatalf("xferlog line %q: %d fields, want 18", lines[i], len(f))
+		}
+		when, err := time.ParseInLocation("Mon Jan 2 15:04:05 2006", strings.Join(f[:5], " "), time.Local)
+		if err != nil || when.Before(began.Add(-2*time.Second)) || when.After(time.Now()) {
+			t.Errorf("current-time %q: %v, %v", strings.Join(f[:5], " "), when, err)
+		}
+		if secs, err := strconv.Atoi(f[5]); err != nil || secs < 1 {
+			t.Errorf("transfer-time %q: want whole seconds, at least 1", f[5])
+		}
+		got := f[6:]
+		wantF := []string{"127.0.0.1", strconv.FormatInt(want.bytes, 10), want.name, "b", "_", want.dir, "r", "alice", "ftp", "0", "*", "c"}
+		names := []string{"remote-host", "file-size", "filename", "transfer-type", "special-action-flag", "direction",
+			"access-mode", "username", "service-name", "authentication-method", "authenticated-user-id", "completion-status"}
+		for j := range wantF {
+			if got[j] != wantF[j] {
+				t.Errorf("line %d %s = %q, want %q", i, names[j], got[j], wantF[j])
+			}
+		}
+	}
+}
+
+func TestAdminReadyz(t *testing.T) {
+	t.Parallel()
+	mem := ftptest.NewServer()
+	t.Cleanup(mem.Close)
+	for _, tc := range []struct {
+		name    string
+		backend string
+		pprof   bool
+		code    int
+		reason  string
+	}{
+		{"no healthy backend", "", false, http.StatusServiceUnavailable, "no healthy backend"},
+		{"healthy backend", mem.Addr(), true, http.StatusOK, "ready"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			addr := tc.backend
+			if addr == "" {
+				addr = freeAddr(t) // nothing listens there
+			}
+			var st settings
+			st.proxy = proxy.Config{
+				Listen:   "127.0.0.1:0",
+				Backends: []proxy.Backend{{Address: addr, Name: "b"}},
+				Health:   proxy.Health{Interval: 50 * time.Millisecond, Timeout: time.Second, Fall: 1, Rise: 1},
+			}
+			st.admin.pprof = tc.pprof
+			_, admin := serveAdmin(t, st)
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				code, body := get(t, admin+"/readyz")
+				if code == tc.code && strings.Contains(body, tc.reason) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("/readyz: %d %q, want %d %q", code, body, tc.code, tc.reason)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			want := http.StatusNotFound
+			if tc.pprof {
+				want = http.StatusOK
+			}
+			if code, _ := get(t, admin+"/debug/pprof/"); code != want {
+				t.Errorf("/debug/pprof/ with pprof = %v: %d, want %d", tc.pprof, code, want)
+			}
+		})
+	}
+}
+
+// TestGrafanaDashboardMetrics: every ftpsgate_ metric the example
+// dashboard's expressions use is one the proxy registers.
+func TestGrafanaDashboardMetrics(t *testing.T) {
+	t.Parallel()
+	src, err := os.ReadFile("../../examples/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(src, &dash); err != nil {
+		t.Fatal(err)
+	}
+	known := proxy.MetricNames()
+	name := regexp.MustCompile(`\bftpsgate_[a-z_]+\b`)
+	used := 0
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			for _, n := range name.FindAllString(tg.Expr, -1) {
+				used++
+				if !slices.Contains(known, n) {
+					t.Errorf("panel %q uses %s, which the proxy does not register", p.Title, n)
+				}
+			}
+		}
+	}
+	if used == 0 {
+		t.Error("the dashboard uses no ftpsgate_ metric")
+	}
+}
