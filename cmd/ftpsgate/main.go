@@ -5,6 +5,8 @@
 //	ftpsgate serve --config /etc/ftpsgate/ftpsgate.toml
 //	ftpsgate check --config /etc/ftpsgate/ftpsgate.toml
 //	ftpsgate demo
+//	ftpsgate tail -f /var/log/ftpsgate.log --user alice
+//	ftpsgate probe --config /etc/ftpsgate/ftpsgate.toml --user probe --password-file pw
 package main
 
 import (
