@@ -72,14 +72,18 @@ func copyBuffered(dst, src net.Conn, idle time.Duration) (int64, error) {
 	defer copyBufs.Put(bp)
 	var n int64
 	for {
-		var deadline time.Time
 		if idle > 0 {
-			deadline = time.Now().Add(idle)
-			src.SetReadDeadline(deadline)
+			src.SetReadDeadline(time.Now().Add(idle))
 		}
 		nr, rerr := src.Read(bp[:])
 		if nr > 0 {
-			dst.SetWriteDeadline(deadline)
+			// Each side gets the whole idle time: a slow read must not eat
+			// into the time the receiver has to take the bytes.
+			if idle > 0 {
+				dst.SetWriteDeadline(time.Now().Add(idle))
+			} else {
+				dst.SetWriteDeadline(time.Time{})
+			}
 			nw, werr := dst.Write(bp[:nr])
 			n += int64(nw)
 			if werr != nil {

@@ -364,7 +364,7 @@ func TestFailover(t *testing.T) {
 // transfer moves bytes.
 func TestIdle(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *Config) { c.Timeouts.Idle = 2 * time.Second }, nil)
+	h := newHarness(t, func(c *Config) { c.Timeouts.Idle = 3 * time.Second }, nil)
 	h.backend.FS.WriteFile("/f", randomBytes(t, 6<<20))
 
 	rc := h.rawTLS()
@@ -379,7 +379,7 @@ func TestIdle(t *testing.T) {
 	rc.expect(150)
 	dconn := tls.Client(raw, h.client)
 	// Read slowly for well over the idle timeout, each pause far shorter
-	// than it (machines are noisy): 512 KiB every 400 ms, about 5 s in all.
+	// than it (machines are noisy): 512 KiB every 300 ms, about 3.6 s in all.
 	buf := make([]byte, 512<<10)
 	total := 0
 	for {
@@ -388,7 +388,7 @@ func TestIdle(t *testing.T) {
 		if err != nil {
 			break
 		}
-		time.Sleep(400 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond)
 	}
 	dconn.Close()
 	if total != 6<<20 {
