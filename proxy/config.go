@@ -121,13 +121,15 @@ type Config struct {
 // Timeouts bound every blocking step; a zero field takes the default shown.
 type Timeouts struct {
 	Handshake   time.Duration // TLS handshake, control and data: 10s
-	Idle        time.Duration // control connection without a command, not while data moves; data connection without a byte: 5m
+	Idle        time.Duration // control connection without a command, not while data moves: 5m
+	DataIdle    time.Duration // data connection without a byte either way it should flow: Idle
 	DataConnect time.Duration // a data connection being made: a proxy port waiting for the client (passive) or backend (active), a dial to a client (active): 30s
 	BackendDial time.Duration // dialling a backend and reading its 220: 10s
 }
 
 func (t Timeouts) handshake() time.Duration   { return orDefault(t.Handshake, 10*time.Second) }
 func (t Timeouts) idle() time.Duration        { return orDefault(t.Idle, 5*time.Minute) }
+func (t Timeouts) dataIdle() time.Duration    { return orDefault(t.DataIdle, t.idle()) }
 func (t Timeouts) dataConnect() time.Duration { return orDefault(t.DataConnect, 30*time.Second) }
 func (t Timeouts) backendDial() time.Duration { return orDefault(t.BackendDial, 10*time.Second) }
 

@@ -229,7 +229,7 @@ func (dc *dataChannel) run() {
 	// Only the direction that carries the data has an idle timeout: the
 	// other one is silent by nature until the transfer ends, and then its
 	// sender has the idle timeout to close.
-	idle := dc.timeouts.idle()
+	idle := dc.timeouts.dataIdle()
 	reverse, reverseSrc := upload, client
 	if t.dir == upload {
 		reverse, reverseSrc = download, backend

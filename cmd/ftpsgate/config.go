@@ -102,6 +102,7 @@ type fileConfig struct {
 	Timeouts struct {
 		Handshake   string `toml:"handshake"`
 		Idle        string `toml:"idle"`
+		DataIdle    string `toml:"data_idle"`
 		DataConnect string `toml:"data_connect"`
 		BackendDial string `toml:"backend_dial"`
 		Drain       string `toml:"drain"`
@@ -433,6 +434,7 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 	}{
 		{"timeouts", "handshake", fc.Timeouts.Handshake, &pc.Timeouts.Handshake},
 		{"timeouts", "idle", fc.Timeouts.Idle, &pc.Timeouts.Idle},
+		{"timeouts", "data_idle", fc.Timeouts.DataIdle, &pc.Timeouts.DataIdle},
 		{"timeouts", "data_connect", fc.Timeouts.DataConnect, &pc.Timeouts.DataConnect},
 		{"timeouts", "backend_dial", fc.Timeouts.BackendDial, &pc.Timeouts.BackendDial},
 		{"timeouts", "drain", fc.Timeouts.Drain, &st.drain},
