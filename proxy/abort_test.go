@@ -11,8 +11,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/ftpsgate/ftpsgate/ftpctl"
 )
 
 // abortBackend is a scripted plain FTP backend for the orders in which real
@@ -151,7 +149,7 @@ func TestAbortReplyOrders(t *testing.T) {
 				cfg.Health.Disabled = true
 			}, nil)
 			rc := h.rawTLS()
-			port, _ := ftpctl.ParseEPSV(rc.cmd("EPSV", 229).Text())
+			port := rc.epsv()
 			data, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
 			if err != nil {
 				t.Fatal(err)

@@ -259,10 +259,7 @@ func TestDataToBackend(t *testing.T) {
 // dataRetr229 downloads name over EPSV under PROT P and returns the data.
 func dataRetr229(t testing.TB, rc *rawClient, cfg *tls.Config, name string) []byte {
 	t.Helper()
-	port, err := ftpctl.ParseEPSV(rc.cmd("EPSV", 229).Text())
-	if err != nil {
-		t.Fatal(err)
-	}
+	port := rc.epsv()
 	raw, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -376,10 +373,7 @@ func TestActiveForeignBackendConnection(t *testing.T) {
 	data := randomBytes(t, 256<<10)
 	h.backend.FS.WriteFile("/f", data)
 	rc := h.rawTLS()
-	port, err := ftpctl.ParseEPSV(rc.cmd("EPSV", 229).Text())
-	if err != nil {
-		t.Fatal(err)
-	}
+	port := rc.epsv()
 	var proxyPort netip.AddrPort
 	for _, l := range h.backend.Commands() {
 		if arg, ok := strings.CutPrefix(l, "PORT "); ok {
@@ -610,7 +604,7 @@ func TestPassiveAddressByNetwork(t *testing.T) {
 		}
 		// The proxy listens where the client's control connection arrived;
 		// the announced address is what NAT maps to it.
-		port, _ := ftpctl.ParseEPSV(rc.cmd("EPSV", 229).Text())
+		port := rc.epsv()
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(c.src)}, Timeout: 5 * time.Second}
 		dconn, err := d.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
 		if err != nil {
@@ -657,10 +651,7 @@ func TestIPv6(t *testing.T) {
 		rc := h.rawTLS()
 		rc.cmd("PBSZ 0", 200)
 		rc.cmd("PROT P", 200)
-		port, err := ftpctl.ParseEPSV(rc.cmd("EPSV", 229).Text())
-		if err != nil {
-			t.Fatal(err)
-		}
+		port := rc.epsv()
 		raw, err := net.DialTimeout("tcp", net.JoinHostPort("::1", strconv.Itoa(int(port))), 5*time.Second)
 		if err != nil {
 			t.Fatal(err)

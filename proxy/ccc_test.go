@@ -163,7 +163,7 @@ func TestCCC(t *testing.T) {
 	got := dataRetr229(t, c.rawClient, h.client, "f")
 	sameBytes(t, "PROT P download after CCC", got, data)
 	c.cmd("PROT C", 200)
-	port, _ := ftpctl.ParseEPSV(c.cmd("EPSV", 229).Text())
+	port := c.epsv()
 	dconn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
 	if err != nil {
 		t.Fatal(err)

@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/ftpsgate/ftpsgate/ftpctl"
 )
 
 // TestShutdownDrains: during Shutdown an idle session gets 421 at once, a
@@ -32,10 +30,7 @@ func TestShutdownDrains(t *testing.T) {
 		busy := h.rawTLS()
 		busy.cmd("PBSZ 0", 200)
 		busy.cmd("PROT P", 200)
-		port, err := ftpctl.ParseEPSV(busy.cmd("EPSV", 229).Text())
-		if err != nil {
-			t.Fatal(err)
-		}
+		port := busy.epsv()
 		raw, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))), 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -116,7 +111,7 @@ func TestShutdownDeadline(t *testing.T) {
 		cfg.Health.Disabled = true
 	}, nil)
 	rc := h.rawTLS()
-	port, _ := ftpctl.ParseEPSV(rc.cmd("EPSV", 229).Text())
+	port := rc.epsv()
 	data, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
 	if err != nil {
 		t.Fatal(err)

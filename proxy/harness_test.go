@@ -182,6 +182,16 @@ func (rc *rawClient) cmd(line string, code ftpctl.Code) ftpctl.Reply {
 	return rc.expect(code)
 }
 
+// epsv asks for a passive data port with EPSV and returns it.
+func (rc *rawClient) epsv() uint16 {
+	rc.t.Helper()
+	port, err := ftpctl.ParseEPSV(rc.cmd("EPSV", 229).Text())
+	if err != nil {
+		rc.t.Fatal(err)
+	}
+	return port
+}
+
 // expectClosed checks the server closes the connection without replying.
 func (rc *rawClient) expectClosed() {
 	rc.t.Helper()

@@ -90,10 +90,7 @@ func TestRequireSessionReuse(t *testing.T) {
 // the final reply.
 func dataRetr(t *testing.T, rc *rawClient, cfg *tls.Config) ftpctl.Reply {
 	t.Helper()
-	port, err := ftpctl.ParseEPSV(rc.cmd("EPSV", 229).Text())
-	if err != nil {
-		t.Fatal(err)
-	}
+	port := rc.epsv()
 	raw, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
 	if err != nil {
 		t.Fatal(err)

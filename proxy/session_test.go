@@ -291,7 +291,7 @@ func TestAbort(t *testing.T) {
 	rc := h.rawTLS()
 	rc.cmd("PBSZ 0", 200)
 	rc.cmd("PROT P", 200)
-	port, _ := ftpctl.ParseEPSV(rc.cmd("EPSV", 229).Text())
+	port := rc.epsv()
 	raw, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
 	if err != nil {
 		t.Fatal(err)
@@ -376,7 +376,7 @@ func TestIdle(t *testing.T) {
 	rc := h.rawTLS()
 	rc.cmd("PBSZ 0", 200)
 	rc.cmd("PROT P", 200)
-	port, _ := ftpctl.ParseEPSV(rc.cmd("EPSV", 229).Text())
+	port := rc.epsv()
 	raw, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
 	if err != nil {
 		t.Fatal(err)
@@ -415,7 +415,7 @@ func TestPassivePortReleased(t *testing.T) {
 		c.PassivePorts = base
 	}, nil)
 	rc := h.rawTLS()
-	port, _ := ftpctl.ParseEPSV(rc.cmd("EPSV", 229).Text())
+	port := rc.epsv()
 	if port < base.First || port > base.Last {
 		t.Fatalf("port %d outside %v", port, base)
 	}
@@ -550,7 +550,7 @@ func TestCommandDuringTransfer(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	h.backend.FS.WriteFile("/f", randomBytes(t, 4<<20))
 	rc := h.rawTLS()
-	port, _ := ftpctl.ParseEPSV(rc.cmd("EPSV", 229).Text())
+	port := rc.epsv()
 	dconn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
 	if err != nil {
 		t.Fatal(err)
@@ -577,7 +577,7 @@ func TestClientConnectsAfter150(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	h.backend.FS.WriteFile("/f", []byte("late but whole"))
 	rc := h.rawTLS()
-	port, _ := ftpctl.ParseEPSV(rc.cmd("EPSV", 229).Text())
+	port := rc.epsv()
 	rc.send("RETR f")
 	rc.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	rc.expect(150)

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
-
-	"github.com/ftpsgate/ftpsgate/ftpctl"
 )
 
 // TestAbortOutOfBand: ABOR sent as TCP urgent data, as Python's ftplib
@@ -21,7 +19,7 @@ func TestAbortOutOfBand(t *testing.T) {
 	rc.expect(220)
 	rc.cmd("USER alice", 331)
 	rc.cmd("PASS s3cret-pw", 230)
-	port, _ := ftpctl.ParseEPSV(rc.cmd("EPSV", 229).Text())
+	port := rc.epsv()
 	dconn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
 	if err != nil {
 		t.Fatal(err)
