@@ -163,7 +163,7 @@ func (s *session) feat(ftpctl.Command) error {
 	if s.cfg.AllowCCC {
 		feats = append(feats, "CCC")
 	}
-	if common, ok := s.srv.poolFor(s.sni, s.host, s.user).commonFeatures(); ok {
+	if common, ok := s.gen.poolFor(s.sni, s.host, s.user).commonFeatures(); ok {
 		// What every backend of the pool has in common, as its health
 		// checks found: the session might be on any of them.
 		for _, f := range common {
@@ -243,7 +243,7 @@ func (s *session) login(cmd ftpctl.Command) error {
 // the next candidates. It then replays what the client said before there
 // was a backend.
 func (s *session) connectBackend() error {
-	p := s.srv.poolFor(s.sni, s.host, s.user)
+	p := s.gen.poolFor(s.sni, s.host, s.user)
 	limit := len(p.members)
 	if r := s.cfg.Balance.Retries; r > 0 {
 		limit = min(limit, 1+r)
@@ -260,7 +260,7 @@ func (s *session) connectBackend() error {
 				return errShutdown
 			}
 			s.cfg.Metrics.dialError(p, m)
-			s.srv.eject(m, err)
+			s.srv.eject(s.cfg.Health, m, err)
 			continue
 		}
 		m.reached()
@@ -269,7 +269,7 @@ func (s *session) connectBackend() error {
 		context.AfterFunc(s.ctx, func() { bc.conn.Close() })
 		s.backEPSV = !bc.ip.Is4()
 		s.log = s.log.With().Str("backend", m.name()).Logger()
-		if p != s.srv.pool {
+		if p != s.gen.pool {
 			s.log = s.log.With().Str("route", p.name).Logger()
 		}
 		if key != "" {

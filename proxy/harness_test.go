@@ -27,6 +27,7 @@ type harness struct {
 	t       testing.TB
 	backend *ftptest.Server
 	srv     *Server
+	cfg     Config // as given to New
 	logs    *syncBuffer
 	client  *tls.Config // trusts the proxy's certificate, caches sessions
 }
@@ -82,7 +83,7 @@ func newHarness(t testing.TB, cfgFn func(*Config), backendFn func(*ftptest.Serve
 	pool := x509.NewCertPool()
 	pool.AddCert(off.Certificate().Leaf)
 	return &harness{
-		t: t, backend: backend, srv: srv, logs: logs,
+		t: t, backend: backend, srv: srv, cfg: cfg, logs: logs,
 		client: &tls.Config{RootCAs: pool, ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(8)},
 	}
 }

@@ -53,8 +53,7 @@ func orDefaultInt(v, def int) int {
 }
 
 // watch checks m every interval until ctx is done.
-func (s *Server) watch(ctx context.Context, p *pool, m *member) {
-	h := s.cfg.Health
+func (s *Server) watch(ctx context.Context, h Health, p *pool, m *member) {
 	t := time.NewTicker(h.interval())
 	defer t.Stop()
 	for {
@@ -62,7 +61,7 @@ func (s *Server) watch(ctx context.Context, p *pool, m *member) {
 		if ctx.Err() != nil {
 			return
 		}
-		s.recordCheck(p, m, feats, err)
+		s.recordCheck(h, p, m, feats, err)
 		select {
 		case <-ctx.Done():
 			return
@@ -72,8 +71,7 @@ func (s *Server) watch(ctx context.Context, p *pool, m *member) {
 }
 
 // recordCheck applies one check's result to m and logs a change of state.
-func (s *Server) recordCheck(p *pool, m *member, feats []string, err error) {
-	h := s.cfg.Health
+func (s *Server) recordCheck(h Health, p *pool, m *member, feats []string, err error) {
 	m.mu.Lock()
 	if err == nil {
 		m.fails, m.rises = 0, m.rises+1
@@ -86,7 +84,7 @@ func (s *Server) recordCheck(p *pool, m *member, feats []string, err error) {
 	m.mu.Unlock()
 	s.cfg.Metrics.check(p, m, err)
 
-	log := s.log.With().Str("pool", p.name).Str("backend", m.name()).Logger()
+	log := s.logger().With().Str("pool", p.name).Str("backend", m.name()).Logger()
 	switch {
 	case err == nil && m.down.Load() && rises >= h.rise():
 		m.down.Store(false)
@@ -101,13 +99,13 @@ func (s *Server) recordCheck(p *pool, m *member, feats []string, err error) {
 
 // eject leaves m out of new sessions for a growing back-off after a
 // session failed to reach it.
-func (s *Server) eject(m *member, err error) {
+func (s *Server) eject(h Health, m *member, err error) {
 	m.mu.Lock()
-	m.backoff = min(max(2*m.backoff, s.cfg.Health.ejectBackoff()), maxEjectBackoff)
+	m.backoff = min(max(2*m.backoff, h.ejectBackoff()), maxEjectBackoff)
 	m.ejectedUntil = time.Now().Add(m.backoff)
 	backoff := m.backoff
 	m.mu.Unlock()
-	s.log.Warn().Err(err).Str("backend", m.name()).Dur("backoff", backoff).Msg("backend ejected")
+	s.logger().Warn().Err(err).Str("backend", m.name()).Dur("backoff", backoff).Msg("backend ejected")
 }
 
 // reached records that a session got a greeting from m.

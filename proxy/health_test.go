@@ -44,7 +44,7 @@ func TestHealthProbe(t *testing.T) {
 
 	// Through the server: with fall 1, one failed probe marks it down.
 	h := poolHarness(t, f, func(c *Config) { c.Health = bad; c.Health.Fall = 1; c.Health.Interval = 50 * time.Millisecond })
-	waitFor(t, "the backend marked down", func() bool { return h.srv.pool.members[0].down.Load() })
+	waitFor(t, "the backend marked down", func() bool { return h.srv.current().pool.members[0].down.Load() })
 	if len(h.logs.records("backend down")) == 0 {
 		t.Error("backend down not logged")
 	}

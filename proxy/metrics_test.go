@@ -131,13 +131,14 @@ func TestMetricNamesRegistered(t *testing.T) {
 	m.handshake(true, false)
 	m.login(true)
 	m.transfer(TransferEvent{Direction: "download", Prot: "P", Complete: true})
-	p := newPool("default", RoundRobin, []Backend{{Address: "127.0.0.1:1"}})
+	p := newPool("default", RoundRobin, []Backend{{Address: "127.0.0.1:1"}}, nil)
 	m.check(p, p.members[0], nil)
 	m.dialError(p, p.members[0])
 	m.storeError("get")
 	pins := persist.NewTable(0)
 	pins.Set(context.Background(), "k", "b", 0)
-	srv := &Server{pool: p, ports: newPortAllocator(PortRange{}), store: pins}
+	srv := &Server{ports: newPortAllocator(PortRange{}), store: pins}
+	srv.gen.Store(&generation{pool: p})
 	m.watch(srv)
 	mfs, err := reg.Gather()
 	if err != nil {

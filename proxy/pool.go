@@ -56,21 +56,37 @@ type pool struct {
 // member is a backend of a pool with what the proxy knows of it.
 type member struct {
 	Backend
+	*backendState
+	rrCurrent int // smooth weighted round robin state; guarded by pool.mu
+}
+
+// backendState is what the proxy learns about a backend over time. A reload
+// that keeps a backend (same pool, name and address) hands the new member
+// the same state, so its health, ejection and live-session count carry on
+// while old and new sessions share it.
+type backendState struct {
 	active atomic.Int64 // live sessions
 	down   atomic.Bool  // failed its health checks
 
 	mu           sync.Mutex
-	rrCurrent    int       // smooth weighted round robin state; guarded by pool.mu
 	fails, rises int       // consecutive health check results; guarded by mu
 	ejectedUntil time.Time // passive ejection after failed sessions; guarded by mu
 	backoff      time.Duration
 	features     []string // from the last health check's FEAT; guarded by mu
 }
 
-func newPool(name string, policy Policy, backends []Backend) *pool {
+// newPool builds a pool; a backend found in prev (the pool of the same name
+// before a reload, or nil) keeps its state.
+func newPool(name string, policy Policy, backends []Backend, prev *pool) *pool {
 	p := &pool{name: name, policy: policy}
 	for _, b := range backends {
-		p.members = append(p.members, &member{Backend: b})
+		st := &backendState{}
+		if prev != nil {
+			if old := prev.lookup(b.name()); old != nil && old.Address == b.Address {
+				st = old.backendState
+			}
+		}
+		p.members = append(p.members, &member{Backend: b, backendState: st})
 	}
 	return p
 }

@@ -219,7 +219,7 @@ func TestBackendKilledAndRestarted(t *testing.T) {
 	if _, err := held[1].CurrentDir(); err == nil || !strings.Contains(err.Error(), "421") {
 		t.Errorf("session on the killed backend: %v, want 421", err)
 	}
-	waitFor(t, "b1 marked down", func() bool { return h.srv.pool.members[1].down.Load() })
+	waitFor(t, "b1 marked down", func() bool { return h.srv.current().pool.members[1].down.Load() })
 	for _, b := range []int{0, 2} {
 		if _, err := held[b].CurrentDir(); err != nil {
 			t.Errorf("session on b%d disturbed: %v", b, err)
@@ -241,7 +241,7 @@ func TestBackendKilledAndRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(revived.Close)
-	waitFor(t, "b1 back up", func() bool { return !h.srv.pool.members[1].down.Load() })
+	waitFor(t, "b1 back up", func() bool { return !h.srv.current().pool.members[1].down.Load() })
 	if got := landings(t, h.explicit(), 6, alice); got[1] == 0 {
 		t.Errorf("the revived backend got no session: %v", got[:3])
 	}
@@ -350,7 +350,7 @@ func TestAffinity(t *testing.T) {
 	}
 
 	// The pinned backend goes down: re-pinned elsewhere, and logged.
-	h2.srv.pool.members[pinned].down.Store(true)
+	h2.srv.current().pool.members[pinned].down.Store(true)
 	c, moved := login(t, h2.explicit(), ip1, "alice")
 	c.Quit()
 	if moved == pinned {
@@ -359,7 +359,7 @@ func TestAffinity(t *testing.T) {
 	if !strings.Contains(h2.logs.String(), "re-pinning") {
 		t.Error("re-pinning was not logged")
 	}
-	h2.srv.pool.members[pinned].down.Store(false)
+	h2.srv.current().pool.members[pinned].down.Store(false)
 	if c, b := login(t, h2.explicit(), ip1, "alice"); b != moved {
 		t.Errorf("the new pin b%d was not kept: went to b%d", moved, b)
 	} else {
@@ -421,7 +421,7 @@ func TestFeatFromHealthChecks(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, 2)
 	h := poolHarness(t, f, nil)
-	waitFor(t, "features known", func() bool { _, ok := h.srv.pool.commonFeatures(); return ok })
+	waitFor(t, "features known", func() bool { _, ok := h.srv.current().pool.commonFeatures(); return ok })
 	rc := h.raw(h.explicit())
 	rc.expect(220)
 	feats := ftpctl.ParseFeat(rc.cmd("FEAT", 211))
@@ -453,7 +453,7 @@ func containsFold(list []string, s string) bool {
 // straight under parallel logins (run with -race).
 func TestPoolUnderConcurrency(t *testing.T) {
 	t.Parallel()
-	p := newPool("t", LeastConn, []Backend{{Name: "a"}, {Name: "b"}, {Name: "c", Weight: 2}})
+	p := newPool("t", LeastConn, []Backend{{Name: "a"}, {Name: "b"}, {Name: "c", Weight: 2}}, nil)
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Add(1)

@@ -22,9 +22,9 @@ const maxBindFailures = 64
 // never handed to two sessions at once: the allocator remembers its own, and
 // the system refuses ports held by anyone else.
 type portAllocator struct {
-	r     PortRange
 	mu    sync.Mutex
-	inUse map[uint16]bool // guarded by mu
+	r     PortRange       // guarded by mu
+	inUse map[uint16]bool // guarded by mu; ports of an older range stay until released
 }
 
 func newPortAllocator(r PortRange) *portAllocator {
@@ -35,19 +35,22 @@ func newPortAllocator(r PortRange) *portAllocator {
 // random place so that ports cannot be predicted and stolen. The returned
 // release must be called once the listener is closed.
 func (a *portAllocator) listen(ip netip.Addr) (net.Listener, func(), error) {
-	if a.r.Size() == 0 {
+	a.mu.Lock()
+	r := a.r
+	a.mu.Unlock()
+	if r.Size() == 0 {
 		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
 		if err != nil {
 			return nil, nil, err
 		}
 		return ln, func() {}, nil
 	}
-	size := a.r.Size()
+	size := r.Size()
 	start := rand.IntN(size)
 	failures := 0
 	var lastErr error
 	for i := range size {
-		port := a.r.First + uint16((start+i)%size)
+		port := r.First + uint16((start+i)%size)
 		if !a.reserve(port) {
 			continue
 		}
@@ -68,6 +71,13 @@ func (a *portAllocator) listen(ip netip.Addr) (net.Listener, func(), error) {
 		return nil, nil, errors.Join(errNoPassivePort, lastErr)
 	}
 	return nil, nil, errNoPassivePort
+}
+
+// setRange makes r the range of later listeners (a reload).
+func (a *portAllocator) setRange(r PortRange) {
+	a.mu.Lock()
+	a.r = r
+	a.mu.Unlock()
 }
 
 func (a *portAllocator) reserve(port uint16) bool {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -33,17 +34,16 @@ func (k listenerKind) String() string {
 
 // Server accepts FTPS clients and relays their sessions to the backends.
 type Server struct {
-	cfg    Config
-	log    zerolog.Logger
-	pool   *pool   // the default pool
-	routes []route // matched in order before the default pool
-	store  persist.Store
-	ports  *portAllocator
+	cfg   Config // as given to New: its listeners, TLS, store and metrics hold for good
+	gen   atomic.Pointer[generation] // what new sessions get; Reload swaps it
+	store persist.Store
+	ports *portAllocator
 
 	mu        sync.Mutex
 	listeners map[listenerKind]net.Listener // guarded by mu
 	sessions  map[*session]struct{}         // guarded by mu
 	wg        sync.WaitGroup                // accept loops and sessions
+	bgCtx     context.Context               // Serve's, for the health checks of a reload; guarded by mu
 
 	shuttingDown bool               // Shutdown has begun; guarded by mu
 	stopServe    context.CancelFunc // Serve's hard stop, nil outside Serve; guarded by mu
@@ -57,45 +57,121 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:       cfg,
-		log:       cfg.Logger,
-		pool:      newPool("default", cfg.Balance.Policy, cfg.Backends),
 		store:     cfg.Balance.Store,
 		ports:     newPortAllocator(cfg.PassivePorts),
 		listeners: make(map[listenerKind]net.Listener),
 		sessions:  make(map[*session]struct{}),
 		drained:   make(chan struct{}),
 	}
+	if s.store == nil && cfg.Balance.Affinity != NoAffinity {
+		s.store = persist.NewTable(0)
+	}
+	s.gen.Store(newGeneration(cfg, nil))
+	cfg.Metrics.watch(s)
+	return s, nil
+}
+
+// generation is what one configuration gives sessions: the Config and the
+// pools built from it. A session keeps the generation it began with to its
+// end, so a reload never changes the rules under a session in flight.
+type generation struct {
+	cfg    Config
+	pool   *pool              // the default pool
+	routes []route            // matched in order before the default pool
+	stop   context.CancelFunc // ends its health checks; nil until started
+}
+
+// newGeneration builds the pools of cfg; backends that prev had in a pool
+// of the same name keep their state.
+func newGeneration(cfg Config, prev *generation) *generation {
+	prevPool := func(name string) *pool {
+		if prev == nil {
+			return nil
+		}
+		for _, p := range prev.pools() {
+			if p.name == name {
+				return p
+			}
+		}
+		return nil
+	}
+	g := &generation{cfg: cfg, pool: newPool("default", cfg.Balance.Policy, cfg.Backends, prevPool("default"))}
 	for i, r := range cfg.Routes {
 		name := r.Name
 		if name == "" {
 			name = "route-" + strconv.Itoa(i)
 		}
-		s.routes = append(s.routes, route{Route: r, pool: newPool(name, r.Policy, r.Backends)})
+		g.routes = append(g.routes, route{Route: r, pool: newPool(name, r.Policy, r.Backends, prevPool(name))})
 	}
-	if s.store == nil && cfg.Balance.Affinity != NoAffinity {
-		s.store = persist.NewTable(0)
-	}
-	cfg.Metrics.watch(s)
-	return s, nil
+	return g
 }
 
 // pools returns the default pool and every route's.
-func (s *Server) pools() []*pool {
-	ps := []*pool{s.pool}
-	for _, r := range s.routes {
+func (g *generation) pools() []*pool {
+	ps := []*pool{g.pool}
+	for _, r := range g.routes {
 		ps = append(ps, r.pool)
 	}
 	return ps
 }
 
 // poolFor returns the pool of the first route that matches, or the default.
-func (s *Server) poolFor(sni, host, user string) *pool {
-	for i := range s.routes {
-		if s.routes[i].matches(sni, host, user) {
-			return s.routes[i].pool
+func (g *generation) poolFor(sni, host, user string) *pool {
+	for i := range g.routes {
+		if g.routes[i].matches(sni, host, user) {
+			return g.routes[i].pool
 		}
 	}
-	return s.pool
+	return g.pool
+}
+
+// current returns the generation new sessions get.
+func (s *Server) current() *generation { return s.gen.Load() }
+
+// logger is the current configuration's logger: a reload may change its level.
+func (s *Server) logger() *zerolog.Logger { return &s.current().cfg.Logger }
+
+// pools returns the current generation's pools.
+func (s *Server) pools() []*pool { return s.current().pools() }
+
+// Reload makes cfg the configuration of new sessions: backends, routes,
+// balance policy, health checks, timeouts, limits, passive ports and
+// addresses, TLS rules and the banner. Sessions in flight keep the
+// configuration they began with. A backend kept (same pool, name and
+// address) keeps its health and live-session count. What cannot change
+// without a restart keeps its value from New, and Reload says which of it
+// differed: the listen addresses, the TLS configuration, the affinity
+// store, the metrics, and the transfer hook. An invalid cfg changes
+// nothing and its error says why.
+func (s *Server) Reload(cfg Config) (kept []string, err error) {
+	if cfg.Listen != s.cfg.Listen || cfg.Implicit != s.cfg.Implicit {
+		kept = append(kept, "listen addresses")
+	}
+	if cfg.Balance.Affinity != NoAffinity && s.store == nil {
+		// Pins need a store, opened at the start.
+		kept = append(kept, "balance.affinity")
+		cfg.Balance.Affinity = NoAffinity
+	}
+	cfg.Listen, cfg.Implicit = s.cfg.Listen, s.cfg.Implicit
+	cfg.TLSConfig, cfg.SessionTLS = s.cfg.TLSConfig, s.cfg.SessionTLS
+	cfg.Balance.Store, cfg.Metrics, cfg.OnTransfer = s.cfg.Balance.Store, s.cfg.Metrics, s.cfg.OnTransfer
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.current()
+	g := newGeneration(cfg, old)
+	s.ports.setRange(cfg.PassivePorts)
+	if s.bgCtx != nil {
+		if old.stop != nil {
+			old.stop()
+		}
+		s.startChecks(s.bgCtx, g)
+	}
+	s.gen.Store(g)
+	return kept, nil
 }
 
 // Listen opens the configured listeners, so that a caller learns of a port
@@ -151,7 +227,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.stopServe = cancel
 	errc := make(chan error, len(s.listeners))
 	for kind, ln := range s.listeners {
-		s.log.Info().Str("listener", kind.String()).Stringer("addr", ln.Addr()).Msg("listening")
+		s.logger().Info().Str("listener", kind.String()).Stringer("addr", ln.Addr()).Msg("listening")
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -181,6 +257,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	cancel()
 	s.mu.Lock()
+	s.bgCtx = nil // no reload may start checks while wg is waited for
 	for _, ln := range s.listeners {
 		ln.Close()
 	}
@@ -223,7 +300,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	total := len(s.sessions)
 	s.mu.Unlock()
 	defer close(s.drained)
-	s.log.Info().Int("sessions", total).Int("idle", idle).Int("busy", total-idle).Msg("draining")
+	s.logger().Info().Int("sessions", total).Int("idle", idle).Int("busy", total-idle).Msg("draining")
 
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
@@ -251,9 +328,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			<-t.C
 		}
 	}
-	ev := s.log.Info()
+	ev := s.logger().Info()
 	if cut > 0 {
-		ev = s.log.Warn()
+		ev = s.logger().Warn()
 	}
 	ev.Int("sessions", total).Int("cut", cut).Dur("duration", time.Since(began)).Msg("drained")
 	return err
@@ -262,17 +339,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // startBackground starts the health checks and the saving of the affinity
 // store, all ending with ctx.
 func (s *Server) startBackground(ctx context.Context) {
-	if !s.cfg.Health.Disabled {
-		for _, p := range s.pools() {
-			for _, m := range p.members {
-				s.wg.Add(1)
-				go func() {
-					defer s.wg.Done()
-					s.watch(ctx, p, m)
-				}()
-			}
-		}
-	}
+	s.mu.Lock()
+	s.bgCtx = ctx
+	s.startChecks(ctx, s.current())
+	s.mu.Unlock()
 	if _, ok := s.store.(saver); ok {
 		s.wg.Add(1)
 		go func() {
@@ -291,13 +361,31 @@ func (s *Server) startBackground(ctx context.Context) {
 	}
 }
 
+// startChecks starts the health checks of g's backends, ending with ctx or
+// when a reload replaces g. Called with s.mu held.
+func (s *Server) startChecks(ctx context.Context, g *generation) {
+	if g.cfg.Health.Disabled {
+		return
+	}
+	ctx, g.stop = context.WithCancel(ctx)
+	for _, p := range g.pools() {
+		for _, m := range p.members {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.watch(ctx, g.cfg.Health, p, m)
+			}()
+		}
+	}
+}
+
 // saver is a store that keeps its pins in a file.
 type saver interface{ Save() error }
 
 func (s *Server) saveStore() {
 	if sv, ok := s.store.(saver); ok {
 		if err := sv.Save(); err != nil {
-			s.log.Error().Err(err).Msg("affinity state not saved")
+			s.logger().Error().Err(err).Msg("affinity state not saved")
 		}
 	}
 }
@@ -322,7 +410,7 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, kind listenerK
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn().Err(err).Dur("retry_in", delay).Msg("accept failed")
+				s.logger().Warn().Err(err).Dur("retry_in", delay).Msg("accept failed")
 				select {
 				case <-time.After(delay):
 				case <-ctx.Done():
@@ -330,7 +418,7 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, kind listenerK
 				}
 				continue
 			}
-			s.log.Error().Err(err).Str("listener", kind.String()).Msg("listener failed")
+			s.logger().Error().Err(err).Str("listener", kind.String()).Msg("listener failed")
 			return err
 		}
 		delay = 0

@@ -56,7 +56,8 @@ var (
 // session is one client's control connection and everything hanging off it.
 type session struct {
 	srv  *Server
-	cfg  *Config
+	gen  *generation // the configuration the session began with
+	cfg  *Config     // gen's
 	id   string
 	kind listenerKind
 	log  zerolog.Logger
@@ -108,9 +109,11 @@ type commandResult struct {
 func newSession(srv *Server, conn net.Conn, kind listenerKind) *session {
 	keepAlive(conn)
 	oobInline(conn)
+	gen := srv.current()
 	s := &session{
 		srv:      srv,
-		cfg:      &srv.cfg,
+		gen:      gen,
+		cfg:      &gen.cfg,
 		id:       newID(),
 		kind:     kind,
 		raw:      conn,
@@ -120,11 +123,11 @@ func newSession(srv *Server, conn net.Conn, kind listenerKind) *session {
 		prot:     'C',
 		started:  time.Now(),
 	}
-	s.controlTLS, s.dataTLS = srv.cfg.TLSConfig, srv.cfg.TLSConfig
-	if srv.cfg.RequireSessionReuse {
-		s.controlTLS, s.dataTLS = srv.cfg.SessionTLS(s.id)
+	s.controlTLS, s.dataTLS = gen.cfg.TLSConfig, gen.cfg.TLSConfig
+	if gen.cfg.RequireSessionReuse {
+		s.controlTLS, s.dataTLS = gen.cfg.SessionTLS(s.id)
 	}
-	s.log = srv.log.With().Str("session", s.id).Str("client", conn.RemoteAddr().String()).
+	s.log = gen.cfg.Logger.With().Str("session", s.id).Str("client", conn.RemoteAddr().String()).
 		Str("listener", kind.String()).Logger()
 	s.setReader(conn)
 	return s

@@ -149,6 +149,9 @@ type settings struct {
 	xferlog   string             // the xferlog file; empty: none
 	logFile   *lumberjack.Logger // nil: standard output
 	drain     time.Duration      // zero: defaultDrain
+	// reload reads the configuration again, from the same file and flags,
+	// on SIGHUP; nil: SIGHUP reloads the certificates only.
+	reload func() (settings, error)
 }
 
 // defaultDrain is how long SIGTERM lets transfers finish when

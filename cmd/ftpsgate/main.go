@@ -116,6 +116,7 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			st.reload = func() (settings, error) { return loadSettings(c) }
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return run(ctx, st, log, nil)
@@ -243,7 +244,7 @@ func run(ctx context.Context, st settings, log zerolog.Logger, ready func(*proxy
 	tlsDone := make(chan error, 1)
 	go func() { tlsDone <- off.Run(ctx) }()
 	defer func() { cancel(); <-tlsDone }()
-	go reloadOnHUP(ctx, off, log)
+	rl := &reloader{load: st.reload, running: st, off: off, log: log}
 
 	st.proxy.TLSConfig = off.TLSConfig()
 	st.proxy.SessionTLS = func(id string) (*tls.Config, *tls.Config) {
@@ -273,6 +274,8 @@ func run(ctx context.Context, st settings, log zerolog.Logger, ready func(*proxy
 	if err := ops.serve(srv, off.Certificate, log); err != nil {
 		return err
 	}
+	rl.srv = srv
+	go rl.watch(ctx)
 	if ready != nil {
 		ready(srv)
 	}
@@ -302,23 +305,6 @@ func serveAndDrain(ctx context.Context, srv *proxy.Server, drain time.Duration, 
 	srv.Shutdown(dctx) // a drain cut short is logged as such, and is no failure to exit on
 	stop()
 	return <-served
-}
-
-// reloadOnHUP re-reads the certificate files on SIGHUP, the signal init
-// systems and certbot hooks send; sessions in flight keep their TLS.
-func reloadOnHUP(ctx context.Context, off *tlsoffload.Offload, log zerolog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			log.Info().Msg("SIGHUP: reloading certificates")
-			off.Reload() // what changed, or failed, arrives as events
-		}
-	}
 }
 
 // logTLSEvent logs a certificate event: failures as errors, a generated
