@@ -50,7 +50,7 @@ func (r *reloader) reload() {
 			for i, e := range errs {
 				msgs[i] = e.Error()
 			}
-			r.log.Error().Strs("errors", msgs).Msg("config reload failed; the running configuration stays")
+			r.log.Error().Strs("errors", msgs).Msg("config reload failed") // the running configuration stays
 		}
 	} else {
 		r.log.Info().Msg("SIGHUP: reloading certificates")
