@@ -234,6 +234,15 @@ func (s *session) login(cmd ftpctl.Command) error {
 	case rep.Code.Class() == ftpctl.ClassPermanent || rep.Code.Class() == ftpctl.ClassTransient:
 		s.log.Warn().Str("user", s.user).Int("code", int(rep.Code)).Msg("login failed")
 		s.cfg.Metrics.login(false)
+		if cmd.Verb == "PASS" || cmd.Verb == "ACCT" {
+			s.failedLogins++
+		}
+		if max := s.cfg.Limits.maxFailedLogins(); s.failedLogins >= max {
+			s.log.Warn().Str("limit", limitFailedLogins).Int("failed", s.failedLogins).Msg("too many failed logins")
+			s.cfg.Metrics.limitHit(limitFailedLogins)
+			s.reply(ftpctl.CodeNotAvailable, "Too many failed logins, closing control connection.")
+			return errLoginFailures
+		}
 	}
 	return nil
 }

@@ -103,6 +103,7 @@ type Config struct {
 	MaxLine int
 
 	Timeouts Timeouts
+	Limits   Limits
 
 	// Logger receives one record per session event and per transfer. Zero:
 	// a disabled logger.
@@ -125,6 +126,7 @@ type Timeouts struct {
 	DataIdle    time.Duration // data connection without a byte either way it should flow: Idle
 	DataConnect time.Duration // a data connection being made: a proxy port waiting for the client (passive) or backend (active), a dial to a client (active): 30s
 	BackendDial time.Duration // dialling a backend and reading its 220: 10s
+	Login       time.Duration // from connecting to a successful login (a 230): 1m
 }
 
 func (t Timeouts) handshake() time.Duration   { return orDefault(t.Handshake, 10*time.Second) }
@@ -132,6 +134,7 @@ func (t Timeouts) idle() time.Duration        { return orDefault(t.Idle, 5*time.
 func (t Timeouts) dataIdle() time.Duration    { return orDefault(t.DataIdle, t.idle()) }
 func (t Timeouts) dataConnect() time.Duration { return orDefault(t.DataConnect, 30*time.Second) }
 func (t Timeouts) backendDial() time.Duration { return orDefault(t.BackendDial, 10*time.Second) }
+func (t Timeouts) login() time.Duration       { return orDefault(t.Login, time.Minute) }
 
 func orDefault(d, def time.Duration) time.Duration {
 	if d <= 0 {
@@ -359,6 +362,10 @@ func (c *Config) Validate() error {
 				errs = append(errs, fmt.Errorf("proxy: passive address %d (%s): invalid client network", i, pa.Address))
 			}
 		}
+	}
+	if l := c.Limits; l.MaxSessions < 0 || l.MaxSessionsPerIP < 0 || l.MaxFailedLogins < 0 ||
+		l.SessionRate < 0 || l.UserRate < 0 || l.GlobalRate < 0 {
+		errs = append(errs, errors.New("proxy: limits cannot be negative"))
 	}
 	if c.TLSConfig == nil {
 		errs = append(errs, errors.New("proxy: no TLS configuration"))

@@ -77,8 +77,9 @@ type dataChannel struct {
 
 // transferStart tells a data channel how to run the transfer it serves.
 type transferStart struct {
-	protect bool      // PROT P: TLS on the client side
-	dir     direction // which way the data flows
+	protect  bool           // PROT P: TLS on the client side
+	dir      direction      // which way the data flows
+	limiters []*rateLimiter // rate limits the data passes through; nil ones are none
 }
 
 // dataEnd is how the proxy gets its socket to one party of a data
@@ -215,12 +216,13 @@ func (dc *dataChannel) run() {
 	defer client.Close()
 	defer backend.Close()
 
+	th := newThrottle(dc.ctx, t.limiters...)
 	copyDir := func(d direction, idle time.Duration) {
 		dst, src, n, err, done := client, backend, &dc.down, &dc.downErr, dc.downDone
 		if d == upload {
 			dst, src, n, err, done = backend, client, &dc.up, &dc.upErr, dc.upDone
 		}
-		*n, *err = relayData(dst, src, idle)
+		*n, *err = relayData(dst, src, idle, th)
 		if *err != nil {
 			dc.cancel()
 		}

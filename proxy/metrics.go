@@ -29,6 +29,7 @@ type Metrics struct {
 	checks         *prometheus.CounterVec // pool, backend, result
 	dialErrors     *prometheus.CounterVec // pool, backend
 	storeErrors    *prometheus.CounterVec // op
+	limitHits      *prometheus.CounterVec // limit
 }
 
 const metricsNamespace = "ftpsgate"
@@ -63,9 +64,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		checks:        counter("backend_checks_total", "Backend health checks, by result.", "pool", "backend", "result"),
 		dialErrors:    counter("backend_dial_errors_total", "Sessions that failed to reach a backend.", "pool", "backend"),
 		storeErrors:   counter("affinity_store_errors_total", "Affinity store operations that failed (Redis unreachable), by operation.", "op"),
+		limitHits:     counter("limit_hits_total", "Clients refused or cut short by a limit, by limit.", "limit"),
 	}
 	reg.MustRegister(m.sessionsActive, m.sessions, m.handshakes, m.logins, m.transfers,
-		m.transferBytes, m.checks, m.dialErrors, m.storeErrors, serverCollector{m})
+		m.transferBytes, m.checks, m.dialErrors, m.storeErrors, m.limitHits, serverCollector{m})
 	return m
 }
 
@@ -75,7 +77,7 @@ func MetricNames() []string {
 	names := []string{
 		"sessions_active", "sessions_total", "tls_handshakes_total", "logins_total",
 		"transfers_total", "transfer_bytes_total", "backend_checks_total",
-		"backend_dial_errors_total", "affinity_store_errors_total",
+		"backend_dial_errors_total", "affinity_store_errors_total", "limit_hits_total",
 		"backend_up", "backend_sessions_active", "passive_ports_in_use", "affinity_pins",
 	}
 	for i, n := range names {
@@ -165,6 +167,13 @@ func (m *Metrics) storeError(op string) {
 		return
 	}
 	m.storeErrors.WithLabelValues(op).Inc()
+}
+
+func (m *Metrics) limitHit(limit string) {
+	if m == nil {
+		return
+	}
+	m.limitHits.WithLabelValues(limit).Inc()
 }
 
 // serverCollector reads a Server's gauges when scraped, so they cannot

@@ -135,6 +135,7 @@ func TestMetricNamesRegistered(t *testing.T) {
 	m.check(p, p.members[0], nil)
 	m.dialError(p, p.members[0])
 	m.storeError("get")
+	m.limitHit(limitSessions)
 	pins := persist.NewTable(0)
 	pins.Set(context.Background(), "k", "b", 0)
 	srv := &Server{ports: newPortAllocator(PortRange{}), store: pins}

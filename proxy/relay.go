@@ -23,17 +23,19 @@ var copyBufs = sync.Pool{New: func() any { return new([copyBufSize]byte) }}
 // receiver sees the end of the data: close_notify and FIN on TLS, FIN on TCP.
 // A side that sends nothing for idle fails the copy; idle 0 waits forever
 // (or until the caller sets a deadline).
-func relayData(dst, src net.Conn, idle time.Duration) (int64, error) {
+//
+// th, when not nil, paces the copy to the rate limits it holds.
+func relayData(dst, src net.Conn, idle time.Duration, th *throttle) (int64, error) {
 	var (
 		n   int64
 		err error
 	)
 	dt, dPlain := dst.(*net.TCPConn)
 	_, sPlain := src.(*net.TCPConn)
-	if dPlain && sPlain {
+	if dPlain && sPlain && th == nil {
 		n, err = copySplice(dt, src, idle)
 	} else {
-		n, err = copyBuffered(dst, src, idle)
+		n, err = copyBuffered(dst, src, idle, th)
 	}
 	if err != nil {
 		return n, err
@@ -65,17 +67,26 @@ func copySplice(dst *net.TCPConn, src net.Conn, idle time.Duration) (int64, erro
 	}
 }
 
-// copyBuffered is the copy loop for a TLS end, with a pooled buffer
-// (io.CopyBuffer would ignore it beside a *net.TCPConn).
-func copyBuffered(dst, src net.Conn, idle time.Duration) (int64, error) {
+// copyBuffered is the copy loop for a TLS end, or a rate-limited one, with
+// a pooled buffer (io.CopyBuffer would ignore it beside a *net.TCPConn).
+func copyBuffered(dst, src net.Conn, idle time.Duration, th *throttle) (int64, error) {
 	bp := copyBufs.Get().(*[copyBufSize]byte)
 	defer copyBufs.Put(bp)
+	buf := bp[:]
+	if th != nil {
+		buf = buf[:th.chunk]
+	}
 	var n int64
 	for {
 		if idle > 0 {
 			src.SetReadDeadline(time.Now().Add(idle))
 		}
-		nr, rerr := src.Read(bp[:])
+		nr, rerr := src.Read(buf)
+		if nr > 0 && th != nil {
+			if err := th.wait(nr); err != nil {
+				return n, err
+			}
+		}
 		if nr > 0 {
 			// Each side gets the whole idle time: a slow read must not eat
 			// into the time the receiver has to take the bytes.
@@ -84,7 +95,7 @@ func copyBuffered(dst, src net.Conn, idle time.Duration) (int64, error) {
 			} else {
 				dst.SetWriteDeadline(time.Time{})
 			}
-			nw, werr := dst.Write(bp[:nr])
+			nw, werr := dst.Write(buf[:nr])
 			n += int64(nw)
 			if werr != nil {
 				return n, werr

@@ -34,10 +34,14 @@ func (k listenerKind) String() string {
 
 // Server accepts FTPS clients and relays their sessions to the backends.
 type Server struct {
-	cfg   Config // as given to New: its listeners, TLS, store and metrics hold for good
+	cfg   Config                     // as given to New: its listeners, TLS, store and metrics hold for good
 	gen   atomic.Pointer[generation] // what new sessions get; Reload swaps it
 	store persist.Store
 	ports *portAllocator
+
+	admission  admission                   // session counts for the limits
+	userRates  userRates                   // one rate limiter per user with a live session
+	globalRate atomic.Pointer[rateLimiter] // nil: no global cap
 
 	mu        sync.Mutex
 	listeners map[listenerKind]net.Listener // guarded by mu
@@ -67,6 +71,7 @@ func New(cfg Config) (*Server, error) {
 		s.store = persist.NewTable(0)
 	}
 	s.gen.Store(newGeneration(cfg, nil))
+	s.setGlobalRate(cfg.Limits.GlobalRate)
 	cfg.Metrics.watch(s)
 	return s, nil
 }
@@ -125,6 +130,19 @@ func (g *generation) poolFor(sni, host, user string) *pool {
 	return g.pool
 }
 
+// setGlobalRate installs the global data rate cap; transfers running keep
+// the limiter they have, which a new rate reaches at once.
+func (s *Server) setGlobalRate(rate int64) {
+	switch l := s.globalRate.Load(); {
+	case rate <= 0:
+		s.globalRate.Store(nil)
+	case l == nil:
+		s.globalRate.Store(newRateLimiter(rate))
+	default:
+		l.setRate(rate)
+	}
+}
+
 // current returns the generation new sessions get.
 func (s *Server) current() *generation { return s.gen.Load() }
 
@@ -164,6 +182,7 @@ func (s *Server) Reload(cfg Config) (kept []string, err error) {
 	old := s.current()
 	g := newGeneration(cfg, old)
 	s.ports.setRange(cfg.PassivePorts)
+	s.setGlobalRate(cfg.Limits.GlobalRate)
 	if s.bgCtx != nil {
 		if old.stop != nil {
 			old.stop()

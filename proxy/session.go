@@ -47,6 +47,8 @@ var (
 	errTLSOnExplicit = errors.New("tls on explicit port")
 	errInjection     = errors.New("plaintext pipelined behind auth")
 	errShutdown      = errors.New("shutdown")
+	errLoginTimeout  = errors.New("login timeout")
+	errLoginFailures = errors.New("too many failed logins")
 
 	// errDraining ends the read of a command when Shutdown has begun: the
 	// session answers 421 and ends with errShutdown.
@@ -90,6 +92,11 @@ type session struct {
 
 	controlTLS *tls.Config // the control handshake's configuration
 	dataTLS    *tls.Config // the data handshakes'
+
+	failedLogins int
+	sessionRate  *rateLimiter // nil: no session_rate, or no transfer yet
+	userRate     *rateLimiter // nil: no user_rate, or no transfer yet
+	releaseRate  func()       // gives userRate back
 
 	started   time.Time
 	bytesDown int64
@@ -142,6 +149,15 @@ func (s *session) setReader(c net.Conn) {
 func (s *session) serve(ctx context.Context) {
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	stop := context.AfterFunc(s.ctx, func() { s.raw.Close() })
+	if limit := s.srv.admission.admit(s.cfg.Limits, s.clientIP); limit != "" {
+		s.refuse(limit)
+		stop()
+		s.cancel()
+		s.conn.Close()
+		s.raw.Close()
+		return
+	}
+	defer s.srv.admission.leave(s.clientIP)
 	s.log.Info().Msg("session start")
 	s.cfg.Metrics.sessionStart(s.kind)
 
@@ -158,6 +174,9 @@ func (s *session) serve(ctx context.Context) {
 	if s.backend != nil {
 		s.backend.conn.Close()
 		s.member.active.Add(-1)
+	}
+	if s.releaseRate != nil {
+		s.releaseRate()
 	}
 	s.conn.Close()
 	s.raw.Close()
@@ -179,12 +198,40 @@ func isNormalEnd(err error) bool {
 
 func endReason(err error) string {
 	for _, e := range []error{errQuit, errClientClosed, errIdle, errBackendLost, errNoBackend,
-		errHandshake, errTLSOnExplicit, errInjection, errShutdown} {
+		errHandshake, errTLSOnExplicit, errInjection, errShutdown, errLoginTimeout, errLoginFailures} {
 		if errors.Is(err, e) {
 			return e.Error()
 		}
 	}
 	return "error"
+}
+
+// refuse answers a client past a session limit with 421, over TLS on the
+// implicit listener where plaintext would be noise to the client.
+func (s *session) refuse(limit string) {
+	s.log.Warn().Str("limit", limit).Msg("session refused")
+	s.cfg.Metrics.limitHit(limit)
+	if s.kind == implicitTLS && s.startTLS(nil) != nil {
+		return
+	}
+	text := "Too many connections, try again later."
+	if limit == limitSessionsPerIP {
+		text = "Too many connections from your address, try again later."
+	}
+	s.reply(ftpctl.CodeNotAvailable, text)
+}
+
+// limiters returns the rate limits a transfer of this session passes
+// through, creating the session's and the user's on first use.
+func (s *session) limiters() []*rateLimiter {
+	l := s.cfg.Limits
+	if l.SessionRate > 0 && s.sessionRate == nil {
+		s.sessionRate = newRateLimiter(l.SessionRate)
+	}
+	if l.UserRate > 0 && s.userRate == nil {
+		s.userRate, s.releaseRate = s.srv.userRates.acquire(s.user, l.UserRate)
+	}
+	return []*rateLimiter{s.sessionRate, s.userRate, s.srv.globalRate.Load()}
 }
 
 // run is the session, top to bottom: greet (TLS first on the implicit
@@ -227,7 +274,11 @@ func (s *session) readCommand() (ftpctl.Command, error) {
 		return ftpctl.Command{}, errDraining
 	}
 	// Under drainMu, so that drain's deadline is never overwritten by ours.
-	s.conn.SetReadDeadline(time.Now().Add(s.cfg.Timeouts.idle()))
+	deadline := time.Now().Add(s.cfg.Timeouts.idle())
+	if login := s.loginDeadline(); s.phase != phaseLoggedIn && login.Before(deadline) {
+		deadline = login
+	}
+	s.conn.SetReadDeadline(deadline)
 	s.waiting = true
 	s.drainMu.Unlock()
 
@@ -242,6 +293,9 @@ func (s *session) readCommand() (ftpctl.Command, error) {
 	}
 	return cmd, err
 }
+
+// loginDeadline is when a session that has not logged in is closed.
+func (s *session) loginDeadline() time.Time { return s.started.Add(s.cfg.Timeouts.login()) }
 
 // drain tells the session that Shutdown has begun. A session waiting for a
 // command is woken now by a read deadline in the past; one in the middle of
@@ -301,7 +355,8 @@ func (s *session) badInput(err error) error {
 	var pe *ftpctl.ProtocolError
 	switch {
 	case errors.Is(err, ftpctl.ErrLineTooLong):
-		s.log.Warn().Msg("command line too long")
+		s.log.Warn().Str("limit", limitLineLength).Msg("command line too long")
+		s.cfg.Metrics.limitHit(limitLineLength)
 		return s.reply(ftpctl.CodeSyntaxError, "Command line too long.")
 	case errors.As(err, &pe):
 		s.log.Debug().Err(err).Msg("malformed command")
@@ -312,6 +367,11 @@ func (s *session) badInput(err error) error {
 	case errors.Is(err, errTLSOnExplicit):
 		s.log.Warn().Msg("tls handshake on the explicit port: the client is set up for implicit FTPS; closing")
 		return err
+	case errors.Is(err, os.ErrDeadlineExceeded) && s.phase != phaseLoggedIn && !time.Now().Before(s.loginDeadline()):
+		s.log.Warn().Str("limit", limitLoginTimeout).Dur("timeout", s.cfg.Timeouts.login()).Msg("login timeout")
+		s.cfg.Metrics.limitHit(limitLoginTimeout)
+		s.reply(ftpctl.CodeNotAvailable, "Login timeout, closing control connection.")
+		return errLoginTimeout
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.reply(ftpctl.CodeNotAvailable, "Idle timeout, closing control connection.")
 		return errIdle

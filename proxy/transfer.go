@@ -33,7 +33,7 @@ func (s *session) transfer(cmd ftpctl.Command) error {
 		dc.abort()
 		return s.backendLost(err)
 	}
-	dc.begin(transferStart{protect: s.prot == 'P', dir: dir})
+	dc.begin(transferStart{protect: s.prot == 'P', dir: dir, limiters: s.limiters()})
 	// The final reply comes when the data is through, however long that
 	// takes: the data relay's own idle timeout bounds a stalled transfer.
 	s.backend.conn.SetReadDeadline(time.Time{})

@@ -105,10 +105,17 @@ type fileConfig struct {
 		DataIdle    string `toml:"data_idle"`
 		DataConnect string `toml:"data_connect"`
 		BackendDial string `toml:"backend_dial"`
+		Login       string `toml:"login"`
 		Drain       string `toml:"drain"`
 	} `toml:"timeouts"`
 	Limits struct {
-		MaxLine int `toml:"max_line"`
+		MaxLine          int    `toml:"max_line"`
+		MaxSessions      int    `toml:"max_sessions"`
+		MaxSessionsPerIP int    `toml:"max_sessions_per_ip"`
+		MaxFailedLogins  int    `toml:"max_failed_logins"`
+		SessionRate      string `toml:"session_rate"`
+		UserRate         string `toml:"user_rate"`
+		GlobalRate       string `toml:"global_rate"`
 	} `toml:"limits"`
 	Log struct {
 		Level      string `toml:"level"`
@@ -440,6 +447,7 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 		{"timeouts", "data_idle", fc.Timeouts.DataIdle, &pc.Timeouts.DataIdle},
 		{"timeouts", "data_connect", fc.Timeouts.DataConnect, &pc.Timeouts.DataConnect},
 		{"timeouts", "backend_dial", fc.Timeouts.BackendDial, &pc.Timeouts.BackendDial},
+		{"timeouts", "login", fc.Timeouts.Login, &pc.Timeouts.Login},
 		{"timeouts", "drain", fc.Timeouts.Drain, &st.drain},
 		{"balance", "affinity_ttl", fc.Balance.AffinityTTL, &bal.AffinityTTL},
 		{"balance", "save_interval", fc.Balance.SaveInterval, &bal.SaveInterval},
@@ -463,6 +471,39 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 		bad(fmt.Sprintf("limits.max_line %d: want 512 to 1048576 bytes", n), "limits", "max_line")
 	}
 	pc.MaxLine = fc.Limits.MaxLine
+	lim := &pc.Limits
+	for _, n := range []struct {
+		key string
+		v   int
+		dst *int
+	}{
+		{"max_sessions", fc.Limits.MaxSessions, &lim.MaxSessions},
+		{"max_sessions_per_ip", fc.Limits.MaxSessionsPerIP, &lim.MaxSessionsPerIP},
+		{"max_failed_logins", fc.Limits.MaxFailedLogins, &lim.MaxFailedLogins},
+	} {
+		if n.v < 0 {
+			bad(fmt.Sprintf("limits.%s %d: want 0 (no limit) or more", n.key, n.v), "limits", n.key)
+		}
+		*n.dst = n.v
+	}
+	for _, r := range []struct {
+		key string
+		raw string
+		dst *int64
+	}{
+		{"session_rate", fc.Limits.SessionRate, &lim.SessionRate},
+		{"user_rate", fc.Limits.UserRate, &lim.UserRate},
+		{"global_rate", fc.Limits.GlobalRate, &lim.GlobalRate},
+	} {
+		if r.raw == "" {
+			continue
+		}
+		v, err := parseRate(r.raw)
+		if err != nil {
+			bad(fmt.Sprintf("limits.%s %q: %v", r.key, r.raw, err), "limits", r.key)
+		}
+		*r.dst = v
+	}
 
 	st.logLevel, st.logFormat = fc.Log.Level, fc.Log.Format
 	st.xferlog, st.admin = fc.Log.Xferlog, adminSettings{listen: fc.Admin.Listen, pprof: fc.Admin.Pprof}
@@ -572,4 +613,26 @@ func (kl *keyLines) line(key ...string) int {
 		}
 	}
 	return 0
+}
+
+// parseRate reads a data rate in bytes per second: "10MiB", "500 KB/s",
+// "1.5GB", or a plain number of bytes; "0" is no cap. KB, MB and GB are powers of 1000,
+// KiB, MiB and GiB of 1024, as everywhere else.
+func parseRate(s string) (int64, error) {
+	num := strings.TrimSuffix(strings.TrimSpace(s), "/s")
+	unit := strings.TrimLeft(num, "0123456789.")
+	num = strings.TrimSpace(strings.TrimSuffix(num, unit))
+	mult, ok := map[string]float64{
+		"": 1, "B": 1,
+		"KB": 1e3, "MB": 1e6, "GB": 1e9,
+		"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30,
+	}[strings.TrimSpace(unit)]
+	v, err := strconv.ParseFloat(num, 64)
+	if !ok || err != nil || v < 0 || v*mult > 1<<50 {
+		return 0, errors.New(`want a rate in bytes per second, such as "10MiB" or "500KB", or "0" for no cap`)
+	}
+	if v == 0 {
+		return 0, nil
+	}
+	return max(int64(v*mult), 1), nil
 }

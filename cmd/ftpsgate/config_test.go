@@ -306,3 +306,18 @@ func TestTLSKey(t *testing.T) {
 		}
 	}
 }
+
+func TestParseRate(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0": 0, "1000": 1000, "10MiB": 10 << 20, "500 KB/s": 500_000, "1.5GB": 1_500_000_000, "64KiB/s": 64 << 10,
+	} {
+		if got, err := parseRate(in); err != nil || got != want {
+			t.Errorf("parseRate(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "fast", "-1MB", "10 mb", "1e30", "10MiBps"} {
+		if got, err := parseRate(in); err == nil {
+			t.Errorf("parseRate(%q) = %d, want an error", in, got)
+		}
+	}
+}
