@@ -37,6 +37,13 @@ type Config struct {
 	// PassivePorts is the range passive data listeners are taken from. Zero:
 	// any ephemeral port the system hands out.
 	PassivePorts PortRange
+	// PassivePortSharing lets one passive port wait for the data
+	// connections of several sessions at once, if their clients have
+	// different IP addresses: each connection goes to the session of its
+	// source address. A small range then serves many concurrent sessions;
+	// a client's sessions still need a port each. Zero: a port serves one
+	// session at a time.
+	PassivePortSharing bool
 	// PassiveAddresses announce another address than PublicHost in 227
 	// replies to clients of some networks, typically the private address
 	// to the LAN and PublicHost to the internet when the proxy sits behind

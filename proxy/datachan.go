@@ -381,8 +381,9 @@ const (
 // to the port (port theft, RFC 2577 section 5) or feed it.
 type listenEnd struct {
 	party party
-	ln    *net.TCPListener
-	free  func() // gives the port back to its allocator
+	ln    *net.TCPListener // nil on a shared port
+	claim *portClaim       // the wait on a shared port (passive port sharing)
+	free  func()           // gives the port back to its allocator
 	// from is the only address accepted. Zero accepts any: a client whose
 	// PASV on IPv6 was answered with an IPv4 address connects from an
 	// address nothing ties to it.
@@ -401,12 +402,26 @@ func newListenEnd(p party, ln *net.TCPListener, free func(), from netip.Addr, af
 		timeout: timeout, deadline: time.Now().Add(timeout), log: log}
 }
 
+// newSharedEnd is a listenEnd for a passive client on a shared port: the
+// port's dispatcher has already matched the source address.
+func newSharedEnd(c *portClaim, timeout time.Duration, log zerolog.Logger) *listenEnd {
+	return &listenEnd{party: partyClient, claim: c, free: c.release, from: c.from,
+		timeout: timeout, deadline: time.Now().Add(timeout), log: log}
+}
+
 // port is the port the party is told to connect to.
-func (e *listenEnd) port() uint16 { return uint16(e.ln.Addr().(*net.TCPAddr).Port) }
+func (e *listenEnd) port() uint16 {
+	if e.claim != nil {
+		return e.claim.sp.port
+	}
+	return uint16(e.ln.Addr().(*net.TCPAddr).Port)
+}
 
 func (e *listenEnd) release() {
 	e.once.Do(func() {
-		e.ln.Close()
+		if e.ln != nil {
+			e.ln.Close()
+		}
 		e.free()
 	})
 }
@@ -421,6 +436,9 @@ func (e *listenEnd) open(ctx context.Context, started <-chan struct{}) (net.Conn
 			return nil, ctx.Err()
 		}
 		deadline = time.Now().Add(e.timeout)
+	}
+	if e.claim != nil {
+		return e.openShared(ctx, deadline)
 	}
 	stop := context.AfterFunc(ctx, func() { e.ln.Close() })
 	defer stop()
@@ -446,6 +464,22 @@ func (e *listenEnd) open(ctx context.Context, started <-chan struct{}) (net.Conn
 		}
 		keepAlive(conn)
 		return conn, nil
+	}
+}
+
+func (e *listenEnd) openShared(ctx context.Context, deadline time.Time) (net.Conn, error) {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case conn := <-e.claim.conn:
+		keepAlive(conn)
+		return conn, nil
+	case <-timer.C:
+		e.log.Warn().Str("party", string(e.party)).Uint16("port", e.port()).
+			Msg("data port released: no data connection")
+		return nil, errDataConnect
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 

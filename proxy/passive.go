@@ -85,6 +85,16 @@ func (s *session) pasvAddress() netip.Addr {
 // the announced IPv4 address, or any local IPv4 address when that one is
 // not the host's own (NAT).
 func (s *session) listenClient(ip netip.Addr) (*listenEnd, error) {
+	if s.cfg.PassivePortSharing && ip.Is4() == s.clientIP.Is4() {
+		c, err := s.srv.ports.listenShared(ip, s.clientIP, s.srv.logger)
+		if err != nil && ip != s.localIP && errors.Is(err, syscall.EADDRNOTAVAIL) {
+			c, err = s.srv.ports.listenShared(netip.IPv4Unspecified(), s.clientIP, s.srv.logger)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return newSharedEnd(c, s.cfg.Timeouts.dataConnect(), s.log), nil
+	}
 	ln, free, err := s.srv.ports.listen(ip)
 	if err != nil && ip != s.localIP && errors.Is(err, syscall.EADDRNOTAVAIL) {
 		ln, free, err = s.srv.ports.listen(netip.IPv4Unspecified())

@@ -25,6 +25,8 @@ type portAllocator struct {
 	mu    sync.Mutex
 	r     PortRange       // guarded by mu
 	inUse map[uint16]bool // guarded by mu; ports of an older range stay until released
+	// shared are the ports open for passive port sharing, by address.
+	shared map[netip.AddrPort]*sharedPort // guarded by mu
 }
 
 func newPortAllocator(r PortRange) *portAllocator {

@@ -30,6 +30,7 @@ type fileConfig struct {
 		Implicit     string `toml:"implicit"`
 		PublicHost   string `toml:"public_host"`
 		PassivePorts string `toml:"passive_ports"`
+		PortSharing  bool   `toml:"passive_port_sharing"`
 		Banner       string `toml:"banner"`
 		// PassiveAddress entries map client networks to 227 addresses.
 		PassiveAddress []struct {
@@ -244,6 +245,7 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 			pc.PublicHost = ip.Unmap()
 		}
 	}
+	pc.PassivePortSharing = fc.Listen.PortSharing
 	if r := fc.Listen.PassivePorts; r != "" {
 		pr, err := proxy.ParsePortRange(r)
 		if err != nil {
