@@ -75,6 +75,7 @@ func (s *Server) watch(ctx context.Context, p *pool, m *member) {
 func (s *Server) recordCheck(p *pool, m *member, feats []string, err error) {
 	h := s.cfg.Health
 	m.mu.Lock()
+	m.lastCheck, m.checkErr = time.Now(), err
 	if err == nil {
 		m.fails, m.rises = 0, m.rises+1
 		m.features = feats

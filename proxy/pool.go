@@ -58,13 +58,17 @@ type member struct {
 	Backend
 	active atomic.Int64 // live sessions
 	down   atomic.Bool  // failed its health checks
+	// data bytes relayed from and to it by ended transfers, for Status
+	bytesDown, bytesUp atomic.Int64
 
 	mu           sync.Mutex
 	rrCurrent    int       // smooth weighted round robin state; guarded by pool.mu
 	fails, rises int       // consecutive health check results; guarded by mu
 	ejectedUntil time.Time // passive ejection after failed sessions; guarded by mu
 	backoff      time.Duration
-	features     []string // from the last health check's FEAT; guarded by mu
+	features     []string  // from the last health check's FEAT; guarded by mu
+	lastCheck    time.Time // the last health check's end; guarded by mu
+	checkErr     error     // its error; guarded by mu
 }
 
 func newPool(name string, policy Policy, backends []Backend) *pool {
