@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -141,11 +140,13 @@ func pad2(a int64, au string, b int64, bu string) string {
 // comparison takes the same time whatever the guess: both sides are hashed
 // first, so not even the length leaks.
 func basicAuth(user, password string, h http.Handler) http.Handler {
-	want := sha256.Sum256([]byte(user + "\x00" + password))
+	wantUser, wantPassword := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(password))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, p, ok := r.BasicAuth()
-		got := sha256.Sum256([]byte(u + "\x00" + p))
-		if !ok || strings.ContainsRune(u, 0) || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		gotUser, gotPassword := sha256.Sum256([]byte(u)), sha256.Sum256([]byte(p))
+		// & rather than &&: the password is compared even for a wrong user.
+		match := subtle.ConstantTimeCompare(gotUser[:], wantUser[:]) & subtle.ConstantTimeCompare(gotPassword[:], wantPassword[:])
+		if !ok || match != 1 {
 			w.Header().Set("WWW-Authenticate", `Basic realm="ftpsgate", charset="UTF-8"`)
 			http.Error(w, "authentication required", http.StatusUnauthorized)
 			return
