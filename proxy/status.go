@@ -18,12 +18,12 @@ import (
 //		}
 //	}
 type Status struct {
-	Started  time.Time       // when the Server was built
-	Now      time.Time       // when the snapshot was taken
-	Backends []BackendStatus // every pool's, the default pool first, in configuration order
-	Sessions []SessionStatus // live sessions, oldest first
-	Recent   []TransferEvent // the last ended transfers, newest first
-	Ports    int             // passive ports held now
+	Started      time.Time       // when the Server was built
+	Now          time.Time       // when the snapshot was taken
+	Backends     []BackendStatus // every pool's, the default pool first, in configuration order
+	Sessions     []SessionStatus // live sessions, oldest first
+	Recent       []TransferEvent // the last ended transfers, newest first
+	PassivePorts int             // passive ports held now
 }
 
 // BackendStatus is one backend of one pool.
@@ -157,7 +157,7 @@ func (s *session) snapshot() sessionView {
 // status page may call it as often as it likes.
 func (s *Server) Status() Status {
 	now := time.Now()
-	st := Status{Started: s.started, Now: now, Recent: s.recent.newestFirst(), Ports: s.ports.inUseCount()}
+	st := Status{Started: s.started, Now: now, Recent: s.recent.newestFirst(), PassivePorts: s.ports.inUseCount()}
 
 	s.mu.Lock()
 	sessions := make([]*session, 0, len(s.sessions))

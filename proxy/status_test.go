@@ -105,6 +105,33 @@ func TestStatus(t *testing.T) {
 			if b := st.Backends[0]; b.BytesDown != size || b.BytesUp != 0 {
 				t.Errorf("backend after the transfer: %d bytes down, %d up; want %d, 0", b.BytesDown, b.BytesUp, size)
 			}
+			// An upload counts the other way.
+			port = rc.epsv()
+			up, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc.send("STOR up.bin")
+			rc.expect(150)
+			if prot == "P" {
+				up = tls.Client(up, h.client)
+			}
+			if _, err := up.Write(make([]byte, 12345)); err != nil {
+				t.Fatal(err)
+			}
+			up.Close()
+			rc.expect(226)
+			rc.cmd("NOOP", 200)
+			st2 := h.srv.Status()
+			if b := st2.Backends[0]; b.BytesDown != size || b.BytesUp != 12345 {
+				t.Errorf("backend after the upload: %d bytes down, %d up; want %d, 12345", b.BytesDown, b.BytesUp, size)
+			}
+			if s := st2.Sessions[0]; s.BytesUp != 12345 || s.Transfers != 2 {
+				t.Errorf("session after the upload: %+v", s)
+			}
+			if len(st2.Recent) != 2 || st2.Recent[0].Verb != "STOR" || st2.Recent[0].Direction != "upload" || st2.Recent[1].Verb != "RETR" {
+				t.Errorf("recent transfers after the upload, newest first: %+v", st2.Recent)
+			}
 			if st.Started.IsZero() || st.Now.Before(st.Started) {
 				t.Errorf("started %v, now %v", st.Started, st.Now)
 			}
