@@ -2,7 +2,8 @@
 # setup.sh installs what the integration tests need on a Debian 12 machine,
 # as root, and does nothing when it is all there already:
 #
-#   - the clients, with apt-get: curl, lftp, python3 (ftplib is stdlib);
+#   - the clients, with apt-get: curl, lftp, python3 (ftplib is stdlib),
+#     and chromium, which loads the admin status page headless;
 #   - the FTP servers vsftpd, pure-ftpd and proftpd-core, fetched with
 #     `apt-get download` and unpacked with `dpkg -x` into .cache/interop/NAME
 #     at the repository root. Debian's FTP server packages conflict with each
@@ -25,7 +26,7 @@ cache="${FTPSGATE_INTEROP_DIR:-$repo/.cache/interop}"
 # conflict with anything, so it is installed, not unpacked; policy-rc.d
 # keeps its service from starting).
 packages=(
-	curl lftp python3 passwd redis-server
+	curl lftp python3 passwd redis-server chromium
 	libpam0g libpam-modules libpam-runtime
 	libcap2 libssl3 libwrap0 libsodium23 libcrypt1 libacl1
 	libhiredis0.14 libidn2-0 libmemcached11 libmemcachedutil2
@@ -113,7 +114,7 @@ for pkg in "${!servers[@]}"; do
 		status=1
 	fi
 done
-for tool in curl lftp python3; do
+for tool in curl lftp python3 chromium; do
 	command -v "$tool" >/dev/null || { say "$tool is not on PATH" >&2; status=1; }
 done
 if [ $status -eq 0 ]; then

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -73,6 +74,10 @@ type dataChannel struct {
 	tlsVersion       uint16 // 0 when plain
 	downDone, upDone chan struct{}
 	done             chan struct{} // both directions finished, sockets closed
+
+	// moved counts bytes relayed so far, by direction, while they move:
+	// the status page's progress (down and up are the final counts).
+	moved [2]atomic.Int64
 }
 
 // transferStart tells a data channel how to run the transfer it serves.
@@ -222,7 +227,7 @@ func (dc *dataChannel) run() {
 		if d == upload {
 			dst, src, n, err, done = backend, client, &dc.up, &dc.upErr, dc.upDone
 		}
-		*n, *err = relayData(dst, src, idle, th)
+		*n, *err = relayData(dst, src, idle, &dc.moved[d], th)
 		if *err != nil {
 			dc.cancel()
 		}

@@ -73,6 +73,7 @@ func (s *Server) watch(ctx context.Context, h Health, p *pool, m *member) {
 // recordCheck applies one check's result to m and logs a change of state.
 func (s *Server) recordCheck(h Health, p *pool, m *member, feats []string, err error) {
 	m.mu.Lock()
+	m.lastCheck, m.checkErr = time.Now(), err
 	if err == nil {
 		m.fails, m.rises = 0, m.rises+1
 		m.features = feats

@@ -67,12 +67,16 @@ type member struct {
 type backendState struct {
 	active atomic.Int64 // live sessions
 	down   atomic.Bool  // failed its health checks
+	// data bytes relayed from and to it by ended transfers, for Status
+	bytesDown, bytesUp atomic.Int64
 
 	mu           sync.Mutex
 	fails, rises int       // consecutive health check results; guarded by mu
 	ejectedUntil time.Time // passive ejection after failed sessions; guarded by mu
 	backoff      time.Duration
-	features     []string // from the last health check's FEAT; guarded by mu
+	features     []string  // from the last health check's FEAT; guarded by mu
+	lastCheck    time.Time // the last health check's end; guarded by mu
+	checkErr     error     // its error; guarded by mu
 }
 
 // newPool builds a pool; a backend found in prev (the pool of the same name

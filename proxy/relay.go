@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,10 +23,10 @@ var copyBufs = sync.Pool{New: func() any { return new([copyBufSize]byte) }}
 // relayData copies src to dst until src ends, then half-closes dst so the
 // receiver sees the end of the data: close_notify and FIN on TLS, FIN on TCP.
 // A side that sends nothing for idle fails the copy; idle 0 waits forever
-// (or until the caller sets a deadline).
-//
-// th, when not nil, paces the copy to the rate limits it holds.
-func relayData(dst, src net.Conn, idle time.Duration, th *throttle) (int64, error) {
+// (or until the caller sets a deadline). moved, if not nil, grows as bytes
+// are written, one atomic add per chunk, for the status page. th, if not
+// nil, paces the copy to the rate limits it holds.
+func relayData(dst, src net.Conn, idle time.Duration, moved *atomic.Int64, th *throttle) (int64, error) {
 	var (
 		n   int64
 		err error
@@ -33,9 +34,9 @@ func relayData(dst, src net.Conn, idle time.Duration, th *throttle) (int64, erro
 	dt, dPlain := dst.(*net.TCPConn)
 	_, sPlain := src.(*net.TCPConn)
 	if dPlain && sPlain && th == nil {
-		n, err = copySplice(dt, src, idle)
+		n, err = copySplice(dt, src, idle, moved)
 	} else {
-		n, err = copyBuffered(dst, src, idle, th)
+		n, err = copyBuffered(dst, src, idle, moved, th)
 	}
 	if err != nil {
 		return n, err
@@ -47,8 +48,9 @@ func relayData(dst, src net.Conn, idle time.Duration, th *throttle) (int64, erro
 }
 
 // copySplice moves bytes between two TCP sockets through io.CopyN, which the
-// runtime turns into splice(2): no copy through user space.
-func copySplice(dst *net.TCPConn, src net.Conn, idle time.Duration) (int64, error) {
+// runtime turns into splice(2): no copy through user space. The chunks also
+// let moved show progress during a long transfer.
+func copySplice(dst *net.TCPConn, src net.Conn, idle time.Duration, moved *atomic.Int64) (int64, error) {
 	var n int64
 	for {
 		if idle > 0 {
@@ -58,6 +60,9 @@ func copySplice(dst *net.TCPConn, src net.Conn, idle time.Duration) (int64, erro
 		}
 		m, err := io.CopyN(dst, src, spliceChunk)
 		n += m
+		if moved != nil && m > 0 {
+			moved.Add(m)
+		}
 		if errors.Is(err, io.EOF) {
 			return n, nil
 		}
@@ -69,7 +74,7 @@ func copySplice(dst *net.TCPConn, src net.Conn, idle time.Duration) (int64, erro
 
 // copyBuffered is the copy loop for a TLS end, or a rate-limited one, with
 // a pooled buffer (io.CopyBuffer would ignore it beside a *net.TCPConn).
-func copyBuffered(dst, src net.Conn, idle time.Duration, th *throttle) (int64, error) {
+func copyBuffered(dst, src net.Conn, idle time.Duration, moved *atomic.Int64, th *throttle) (int64, error) {
 	bp := copyBufs.Get().(*[copyBufSize]byte)
 	defer copyBufs.Put(bp)
 	buf := bp[:]
@@ -97,6 +102,9 @@ func copyBuffered(dst, src net.Conn, idle time.Duration, th *throttle) (int64, e
 			}
 			nw, werr := dst.Write(buf[:nr])
 			n += int64(nw)
+			if moved != nil && nw > 0 {
+				moved.Add(int64(nw))
+			}
 			if werr != nil {
 				return n, werr
 			}

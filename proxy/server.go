@@ -52,6 +52,9 @@ type Server struct {
 	shuttingDown bool               // Shutdown has begun; guarded by mu
 	stopServe    context.CancelFunc // Serve's hard stop, nil outside Serve; guarded by mu
 	drained      chan struct{}      // closed when Shutdown returns
+
+	started time.Time    // for Status
+	recent  transferRing // the last ended transfers, for Status
 }
 
 // New checks cfg and returns a Server that is not yet listening.
@@ -66,6 +69,7 @@ func New(cfg Config) (*Server, error) {
 		listeners: make(map[listenerKind]net.Listener),
 		sessions:  make(map[*session]struct{}),
 		drained:   make(chan struct{}),
+		started:   time.Now(),
 	}
 	if s.store == nil && cfg.Balance.Affinity != NoAffinity {
 		s.store = persist.NewTable(0)

@@ -103,6 +103,12 @@ type session struct {
 	bytesUp   int64
 	transfers int
 
+	tlsVersion, cipher uint16 // the control connection's TLS; 0 without
+	resumed            bool
+
+	viewMu sync.Mutex
+	view   sessionView // what Status sees; guarded by viewMu
+
 	drainMu  sync.Mutex
 	draining bool // Shutdown has begun; guarded by drainMu
 	waiting  bool // blocked reading the next command; guarded by drainMu
@@ -245,6 +251,7 @@ func (s *session) run() error {
 	if err := s.reply(ftpctl.CodeReady, s.cfg.banner()); err != nil {
 		return errClientClosed
 	}
+	s.publish()
 	for {
 		cmd, err := s.readCommand()
 		if err != nil {
@@ -257,6 +264,7 @@ func (s *session) run() error {
 		if err := s.dispatch(cmd); err != nil {
 			return err
 		}
+		s.publish() // user, backend, phase, TLS: for Status
 	}
 }
 
@@ -412,6 +420,7 @@ func (s *session) startTLS(pending []byte) error {
 	}
 	st := tc.ConnectionState()
 	s.conn, s.ctl, s.sni = tc, protected, st.ServerName
+	s.tlsVersion, s.cipher, s.resumed = st.Version, st.CipherSuite, st.DidResume
 	s.setReader(tc)
 	s.log = s.log.With().Str("sni", st.ServerName).Str("tls_version", tls.VersionName(st.Version)).
 		Str("cipher", tls.CipherSuiteName(st.CipherSuite)).Bool("resumed", st.DidResume).Logger()

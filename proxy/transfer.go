@@ -34,6 +34,8 @@ func (s *session) transfer(cmd ftpctl.Command) error {
 		return s.backendLost(err)
 	}
 	dc.begin(transferStart{protect: s.prot == 'P', dir: dir, limiters: s.limiters()})
+	s.showTransfer(&liveTransfer{verb: cmd.Verb, path: cmd.Arg, dir: dir, prot: s.prot, started: began, dc: dc})
+	defer s.showTransfer(nil)
 	// The final reply comes when the data is through, however long that
 	// takes: the data relay's own idle timeout bounds a stalled transfer.
 	s.backend.conn.SetReadDeadline(time.Time{})
@@ -226,10 +228,13 @@ func (s *session) endTransfer(cmd ftpctl.Command, dir direction, dc *dataChannel
 	// channel, which finishes it promptly.
 	<-dc.finished(dir)
 	n, _ := dc.result(dir)
+	s.showTransfer(nil) // before the backend's total grows by n: counted once
 	if dir == upload {
 		s.bytesUp += n
+		s.member.bytesUp.Add(n)
 	} else {
 		s.bytesDown += n
+		s.member.bytesDown.Add(n)
 	}
 	s.transfers++
 	d := time.Since(began)
@@ -259,6 +264,7 @@ func (s *session) endTransfer(cmd ftpctl.Command, dir direction, dc *dataChannel
 // transferEnded counts a transfer and hands it to Config.OnTransfer.
 func (s *session) transferEnded(e TransferEvent) {
 	s.cfg.Metrics.transfer(e)
+	s.srv.recent.add(e)
 	if s.cfg.OnTransfer != nil {
 		s.cfg.OnTransfer(e)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -21,12 +20,16 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ftpsgate/ftpsgate/proxy"
+	"github.com/ftpsgate/ftpsgate/tlsoffload"
 )
 
 // adminSettings is the [admin] table: the operators' HTTP listener.
 type adminSettings struct {
 	listen string // host:port; empty: no admin listener
 	pprof  bool   // serve /debug/pprof/ too
+	// user and password, when password is set, are asked with HTTP basic
+	// authentication on the status page and /debug/pprof/.
+	user, password string
 }
 
 // ops is what serve runs for operators beside the proxy: the metrics
@@ -59,9 +62,10 @@ func openOps(st settings, pc *proxy.Config) (*ops, error) {
 	return o, nil
 }
 
-// serve starts the admin listener, if configured, once srv exists. cert
-// returns the default certificate, nil while there is none.
-func (o *ops) serve(srv *proxy.Server, cert func() *tls.Certificate, log zerolog.Logger) error {
+// serve starts the admin listener, if configured, once srv exists; off
+// holds the certificates (/readyz wants the default one, the status page
+// lists them all).
+func (o *ops) serve(srv *proxy.Server, off *tlsoffload.Offload, log zerolog.Logger) error {
 	if o.admin.listen == "" {
 		return nil
 	}
@@ -70,7 +74,7 @@ func (o *ops) serve(srv *proxy.Server, cert func() *tls.Certificate, log zerolog
 		return fmt.Errorf("admin.listen: %w", err)
 	}
 	ready := func() error {
-		if cert() == nil {
+		if off.Certificate() == nil {
 			return errors.New("no certificate loaded")
 		}
 		if srv.HealthyBackends() == 0 {
@@ -79,7 +83,7 @@ func (o *ops) serve(srv *proxy.Server, cert func() *tls.Certificate, log zerolog
 		return nil
 	}
 	o.http = &http.Server{
-		Handler:           adminHandler(o.reg, ready, o.admin.pprof),
+		Handler:           adminHandler(o.reg, ready, o.admin, newStatusPage(srv, off, log)),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	o.done = make(chan struct{})
@@ -89,7 +93,8 @@ func (o *ops) serve(srv *proxy.Server, cert func() *tls.Certificate, log zerolog
 			log.Error().Err(err).Msg("admin listener failed")
 		}
 	}()
-	log.Info().Str("address", ln.Addr().String()).Bool("pprof", o.admin.pprof).Msg("admin listening")
+	log.Info().Str("address", ln.Addr().String()).Bool("pprof", o.admin.pprof).
+		Bool("basic_auth", o.admin.password != "").Msg("admin listening")
 	return nil
 }
 
@@ -108,10 +113,20 @@ func (o *ops) Close() error {
 	return err
 }
 
-// adminHandler serves /metrics from reg, /healthz, /readyz (ready's error
-// is the reason for a 503) and, with withPprof, /debug/pprof/.
-func adminHandler(reg *prometheus.Registry, ready func() error, withPprof bool) http.Handler {
+// adminHandler serves the status page at /, /metrics from reg, /healthz,
+// /readyz (ready's error is the reason for a 503) and, with a.pprof,
+// /debug/pprof/. With a.password, the status page and the profiler ask for
+// basic authentication; /metrics, /healthz and /readyz stay open for
+// scrapers and probes, which see nothing a session is made of.
+func adminHandler(reg *prometheus.Registry, ready func() error, a adminSettings, page http.Handler) http.Handler {
+	guard := func(h http.Handler) http.Handler {
+		if a.password == "" {
+			return h
+		}
+		return basicAuth(a.user, a.password, h)
+	}
 	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", guard(page))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
@@ -124,12 +139,12 @@ func adminHandler(reg *prometheus.Registry, ready func() error, withPprof bool) 
 		}
 		io.WriteString(w, "ready\n")
 	})
-	if withPprof {
-		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	if a.pprof {
+		mux.Handle("GET /debug/pprof/", guard(http.HandlerFunc(pprof.Index)))
+		mux.Handle("GET /debug/pprof/cmdline", guard(http.HandlerFunc(pprof.Cmdline)))
+		mux.Handle("GET /debug/pprof/profile", guard(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("GET /debug/pprof/symbol", guard(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("GET /debug/pprof/trace", guard(http.HandlerFunc(pprof.Trace)))
 	}
 	return mux
 }

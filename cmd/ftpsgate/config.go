@@ -129,8 +129,10 @@ type fileConfig struct {
 		Xferlog    string `toml:"xferlog"`
 	} `toml:"log"`
 	Admin struct {
-		Listen string `toml:"listen"`
-		Pprof  bool   `toml:"pprof"`
+		Listen       string `toml:"listen"`
+		Pprof        bool   `toml:"pprof"`
+		User         string `toml:"user"`
+		PasswordFile string `toml:"password_file"`
 	} `toml:"admin"`
 }
 
@@ -511,6 +513,18 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 	st.xferlog, st.admin = fc.Log.Xferlog, adminSettings{listen: fc.Admin.Listen, pprof: fc.Admin.Pprof}
 	if _, _, err := net.SplitHostPort(st.admin.listen); st.admin.listen != "" && err != nil {
 		bad(fmt.Sprintf("admin.listen %q: want host:port, e.g. 127.0.0.1:9100", st.admin.listen), "admin", "listen")
+	}
+	st.admin.user = cmp.Or(fc.Admin.User, "admin")
+	if f := fc.Admin.PasswordFile; f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			bad(fmt.Sprintf("admin.password_file: %v", err), "admin", "password_file")
+		} else if st.admin.password = strings.TrimRight(string(b), "\r\n"); st.admin.password == "" {
+			bad(fmt.Sprintf("admin.password_file %s is empty", f), "admin", "password_file")
+		}
+	}
+	if fc.Admin.User != "" && fc.Admin.PasswordFile == "" {
+		bad("admin.user without password_file", "admin", "user")
 	}
 	if _, err := parseLevel(st.logLevel); err != nil {
 		bad(err.Error(), "log", "level")

@@ -42,6 +42,7 @@ func exampleWithCerts(t *testing.T) string {
 	os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600)
 	os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600)
 	os.WriteFile(filepath.Join(dir, "probe-password"), []byte("probe-pw\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "admin-password"), []byte("admin-pw\n"), 0o600)
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
 	os.WriteFile(filepath.Join(dir, "client-ca.pem"), certPEM, 0o600)
 	os.WriteFile(filepath.Join(dir, "backend-ca.pem"), certPEM, 0o600)
@@ -143,6 +144,9 @@ func TestExampleValues(t *testing.T) {
 		pc.Routes[0].User[0] != "partner-*" {
 		t.Errorf("routes %+v", pc.Routes)
 	}
+	if st.admin.user != "admin" || st.admin.password != "admin-pw" {
+		t.Errorf("admin user %q, password %q", st.admin.user, st.admin.password)
+	}
 	if st.store.kind != "file" || !strings.HasSuffix(st.store.stateFile, "/state/affinity.json") {
 		t.Errorf("store %+v", st.store)
 	}
@@ -214,6 +218,9 @@ idle = "forever"
 
 [log]
 format = "xml"
+
+[admin]
+user = "ops"
 `), 0o600)
 	_, errOut, err := runCLI(t, "check", "--config", path)
 	if err == nil {
@@ -226,6 +233,7 @@ format = "xml"
 		path + ":10: backend.address \"no-port\"",
 		path + ":13: timeouts.idle \"forever\"",
 		path + ":16: log.format \"xml\"",
+		path + ":19: admin.user without password_file",
 	} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("check output lacks %q:\n%s", want, errOut)

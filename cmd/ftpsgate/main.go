@@ -271,7 +271,7 @@ func run(ctx context.Context, st settings, log zerolog.Logger, ready func(*proxy
 	if err := srv.Listen(); err != nil {
 		return err
 	}
-	if err := ops.serve(srv, off.Certificate, log); err != nil {
+	if err := ops.serve(srv, off, log); err != nil {
 		return err
 	}
 	rl.srv = srv
