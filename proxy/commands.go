@@ -237,7 +237,7 @@ func (s *session) login(cmd ftpctl.Command) error {
 		if cmd.Verb == "PASS" || cmd.Verb == "ACCT" {
 			s.failedLogins++
 		}
-		if max := s.cfg.Limits.maxFailedLogins(); s.failedLogins >= max {
+		if s.failedLogins >= s.cfg.Limits.maxFailedLogins() {
 			s.log.Warn().Str("limit", limitFailedLogins).Int("failed", s.failedLogins).Msg("too many failed logins")
 			s.cfg.Metrics.limitHit(limitFailedLogins)
 			s.reply(ftpctl.CodeNotAvailable, "Too many failed logins, closing control connection.")
