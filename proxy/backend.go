@@ -52,7 +52,7 @@ func dialBackend(ctx context.Context, b Backend, timeout time.Duration, maxLine 
 	bc := &backendConn{
 		Backend: b,
 		conn:    conn,
-		r:       ftpctl.NewReader(bufio.NewReader(conn), maxLine),
+		r:       ftpctl.NewReader(bufio.NewReaderSize(conn, controlBufSize), maxLine),
 		ip:      addrOf(conn.RemoteAddr()),
 		localIP: addrOf(conn.LocalAddr()),
 		maxLine: maxLine,
@@ -124,7 +124,7 @@ func (bc *backendConn) startTLS(ctx context.Context) error {
 		return fmt.Errorf("proxy: backend TLS handshake: %w", err)
 	}
 	bc.conn = tc
-	bc.r = ftpctl.NewReader(bufio.NewReader(tc), bc.maxLine)
+	bc.r = ftpctl.NewReader(bufio.NewReaderSize(tc, controlBufSize), bc.maxLine)
 	return nil
 }
 

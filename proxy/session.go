@@ -146,8 +146,14 @@ func newSession(srv *Server, conn net.Conn, kind listenerKind) *session {
 	return s
 }
 
+// controlBufSize is the read buffer of a control connection, each way.
+// Command lines and replies are short; ftpctl.Reader assembles a longer
+// line from several reads, up to the line limit. An idle session keeps
+// this buffer for its whole life: small means thousands more sessions.
+const controlBufSize = 512
+
 func (s *session) setReader(c net.Conn) {
-	s.br = bufio.NewReaderSize(c, 4096)
+	s.br = bufio.NewReaderSize(c, controlBufSize)
 	s.cr = ftpctl.NewReader(s.br, s.cfg.MaxLine)
 }
 
