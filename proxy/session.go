@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -301,6 +302,10 @@ func (s *session) badInput(err error) error {
 		s.log.Warn().Msg("command line too long")
 		return s.reply(ftpctl.CodeSyntaxError, "Command line too long.")
 	case errors.As(err, &pe):
+		if secretLine(pe.Line) {
+			// "PASS\tsecret" is malformed too: log what is wrong, not the line.
+			err = &ftpctl.ProtocolError{Msg: pe.Msg, Line: pe.Line[:4] + " ****"}
+		}
 		s.log.Debug().Err(err).Msg("malformed command")
 		return s.reply(ftpctl.CodeSyntaxError, "Syntax error, command unrecognized.")
 	case errors.Is(err, errDraining):
@@ -316,6 +321,12 @@ func (s *session) badInput(err error) error {
 		return errClientClosed
 	}
 	return errors.Join(errClientClosed, err)
+}
+
+// secretLine reports whether a command line may carry a password: it
+// starts with PASS or ACCT in any case.
+func secretLine(line string) bool {
+	return len(line) >= 4 && (strings.EqualFold(line[:4], "PASS") || strings.EqualFold(line[:4], "ACCT"))
 }
 
 // reply writes one reply to the client.
@@ -343,7 +354,7 @@ func (s *session) startTLS(pending []byte) error {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeouts.handshake())
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
-		s.log.Warn().Err(err).Msg("tls handshake failed")
+		withAlert(s.log.Warn().Err(err), err).Msg("tls handshake failed")
 		s.cfg.Metrics.handshake(false, false)
 		return errors.Join(errHandshake, err)
 	}
