@@ -260,7 +260,7 @@ func (s *session) connectBackend() error {
 				return errShutdown
 			}
 			s.cfg.Metrics.dialError(p, m)
-			s.srv.eject(m, err)
+			s.srv.eject(s.log, m, err)
 			continue
 		}
 		m.reached()
