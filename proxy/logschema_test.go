@@ -328,3 +328,24 @@ func str(v any) string {
 	s, _ := v.(string)
 	return s
 }
+
+// TestMalformedPassNotLogged: a PASS line that does not parse (a tab for
+// the space) is logged as malformed without its argument.
+func TestMalformedPassNotLogged(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, nil)
+	rc := h.rawTLS()
+	rc.cmd("PASS\ts3cret-pw", 500)
+	rc.cmd("acct\x01s3cret-pw", 500)
+	rc.cmd("QUIT", 221)
+	waitFor(t, "session end record", func() bool { return len(h.logs.records("session end")) == 1 })
+	bad := h.logs.records("malformed command")
+	if len(bad) != 2 {
+		t.Fatalf("%d malformed command records, want 2:\n%s", len(bad), h.logs.String())
+	}
+	for _, r := range bad {
+		if strings.Contains(r, "s3cret-pw") || !strings.Contains(r, "****") {
+			t.Errorf("malformed PASS/ACCT logged with its argument: %s", r)
+		}
+	}
+}
