@@ -354,7 +354,11 @@ func (s *session) startTLS(pending []byte) error {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeouts.handshake())
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
-		withAlert(s.log.Warn().Err(err), err).Msg("tls handshake failed")
+		ev := s.log.Warn().Err(err)
+		if a := s.handshakeAlert(err); a != "" {
+			ev = ev.Str("alert", a)
+		}
+		ev.Msg("tls handshake failed")
 		s.cfg.Metrics.handshake(false, false)
 		return errors.Join(errHandshake, err)
 	}

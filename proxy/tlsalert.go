@@ -21,6 +21,21 @@ func peerAlert(err error) string {
 	return strings.TrimPrefix(oe.Err.Error(), "tls: ")
 }
 
+// handshakeAlert returns the alert a client sent to end its control
+// handshake: from the error, or, when crypto/tls could not read it, from
+// the record itself.
+func (s *session) handshakeAlert(err error) string {
+	if a := peerAlert(err); a != "" {
+		return a
+	}
+	if s.record != nil {
+		if a, ok := s.record.lastAlert(); ok {
+			return strings.TrimPrefix(a.Error(), "tls: ")
+		}
+	}
+	return ""
+}
+
 // withAlert adds the peer's TLS alert in err, if any, to a log event as
 // "alert".
 func withAlert(ev *zerolog.Event, err error) *zerolog.Event {
