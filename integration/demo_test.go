@@ -2,7 +2,9 @@ package integration
 
 import (
 	"bufio"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,7 +16,16 @@ import (
 func TestDemo(t *testing.T) {
 	needTool(t, "curl")
 	needTool(t, "lftp")
-	cmd := exec.Command(binary, "demo", "--listen", "127.0.0.1:0", "--implicit-listen", "127.0.0.1:0", "--log-format", "json")
+	cmd := exec.Command(binary, "demo", "--listen", "127.0.0.1:0", "--implicit-listen", "127.0.0.1:0",
+		"--log-format", "json", "--log-level", "debug")
+	// The demo logs on stderr: to a file, scanned for its password at the end.
+	logPath := filepath.Join(t.TempDir(), "demo.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd.Stderr = logFile
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -25,6 +36,7 @@ func TestDemo(t *testing.T) {
 	defer func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
+		suiteLog.scanFile(logPath)
 	}()
 	var commands []string
 	sc := bufio.NewScanner(out)

@@ -32,7 +32,7 @@ func runMain(m *testing.M) int {
 	defer syslogSink.close()
 	if b := os.Getenv("FTPSGATE_BIN"); b != "" {
 		binary = b
-		return m.Run()
+		return checkLogs(m.Run())
 	}
 	dir, err := os.MkdirTemp("", "ftpsgate-bin-")
 	if err != nil {
@@ -50,7 +50,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "building ftpsgate:", err)
 		return 1
 	}
-	return m.Run()
+	return checkLogs(m.Run())
 }
 
 // needTool returns the path of a tool, skipping the test when it is missing
@@ -102,6 +102,7 @@ func startProxy(t testing.TB, args ...string) *proxyProc {
 	}()
 	t.Cleanup(func() {
 		p.stop(t)
+		suiteLog.scanFile(logPath) // before t.TempDir goes
 		if t.Failed() {
 			t.Logf("ftpsgate %s\n--- proxy log ---\n%s", strings.Join(full, " "), p.log())
 		}

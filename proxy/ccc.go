@@ -173,6 +173,7 @@ type recordConn struct {
 	got    int     // bytes of header read from the connection
 	given  int     // bytes of header handed to the reader
 	body   int     // bytes of the current record's body not yet read
+	alert  [2]byte // the body of the last record, if a plaintext alert
 }
 
 func (c *recordConn) Read(p []byte) (int, error) {
@@ -187,6 +188,9 @@ func (c *recordConn) Read(p []byte) (int, error) {
 	}
 	if c.body > 0 {
 		n, err := c.Conn.Read(p[:min(len(p), c.body)])
+		if c.plainAlertRecord() {
+			copy(c.alert[2-c.body:], p[:n])
+		}
 		c.body -= n
 		return n, err
 	}
@@ -204,6 +208,24 @@ func (c *recordConn) headerDone() {
 	if c.given == len(c.header) {
 		c.got, c.given, c.body = 0, 0, int(binary.BigEndian.Uint16(c.header[3:]))
 	}
+}
+
+// plainAlertRecord reports whether the current (or last) record is an
+// unencrypted alert: type alert, two bytes (level, description).
+// Encrypted, an alert is longer, and under TLS 1.3 of type application_data.
+func (c *recordConn) plainAlertRecord() bool {
+	return c.header[0] == 21 && binary.BigEndian.Uint16(c.header[3:]) == 2
+}
+
+// lastAlert returns the description of a plaintext alert that was the last
+// record read whole. OpenSSL and GnuTLS clients that refuse our certificate
+// under TLS 1.3 send their alert unencrypted, which crypto/tls, expecting
+// the client's handshake keys, reports as "bad record MAC" without it.
+func (c *recordConn) lastAlert() (tls.AlertError, bool) {
+	if c.got != 0 || c.body != 0 || !c.plainAlertRecord() {
+		return 0, false
+	}
+	return tls.AlertError(c.alert[1]), true
 }
 
 // peek returns the first byte of the next record, reading it if need be;

@@ -269,7 +269,7 @@ func (s *session) connectBackend() error {
 				return errShutdown
 			}
 			s.cfg.Metrics.dialError(p, m)
-			s.srv.eject(s.cfg.Health, m, err)
+			s.srv.eject(s.log, s.cfg.Health, m, err)
 			continue
 		}
 		m.reached()

@@ -52,7 +52,7 @@ func newHarness(t testing.TB, cfgFn func(*Config), backendFn func(*ftptest.Serve
 		Implicit:  "127.0.0.1:0",
 		Backends:  []Backend{{Address: backend.Addr(), Name: "mem"}},
 		TLSConfig: off.TLSConfig(),
-		Logger:    zerolog.New(logs).Level(zerolog.DebugLevel),
+		Logger:    zerolog.New(io.MultiWriter(logs, suiteLog)).Level(zerolog.DebugLevel).With().Timestamp().Logger(),
 	}
 	if cfgFn != nil {
 		cfgFn(&cfg)

@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/ftpsgate/ftpsgate/ftpctl"
 )
 
@@ -99,14 +101,15 @@ func (s *Server) recordCheck(h Health, p *pool, m *member, feats []string, err e
 }
 
 // eject leaves m out of new sessions for a growing back-off after a
-// session failed to reach it.
-func (s *Server) eject(h Health, m *member, err error) {
+// session failed to reach it; log is that session's, so the record says
+// whose dial failed.
+func (s *Server) eject(log zerolog.Logger, h Health, m *member, err error) {
 	m.mu.Lock()
 	m.backoff = min(max(2*m.backoff, h.ejectBackoff()), maxEjectBackoff)
 	m.ejectedUntil = time.Now().Add(m.backoff)
 	backoff := m.backoff
 	m.mu.Unlock()
-	s.logger().Warn().Err(err).Str("backend", m.name()).Dur("backoff", backoff).Msg("backend ejected")
+	log.Warn().Err(err).Str("backend", m.name()).Dur("backoff", backoff).Msg("backend ejected")
 }
 
 // reached records that a session got a greeting from m.

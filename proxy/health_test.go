@@ -37,7 +37,7 @@ func TestHealthProbe(t *testing.T) {
 	}
 
 	bad := good
-	bad.ProbePassword = "wrong"
+	bad.ProbePassword = "wrong-probe-pw"
 	if _, err := checkBackend(context.Background(), b, bad); err == nil {
 		t.Fatal("a probe whose login fails passed")
 	}

@@ -285,8 +285,15 @@ func TestFailoverAndEjection(t *testing.T) {
 	if b != 0 {
 		t.Fatalf("landed on %d", b)
 	}
-	if len(h.logs.records("backend ejected")) != 1 {
+	ejected := h.logs.records("backend ejected")
+	if len(ejected) != 1 {
 		t.Fatalf("the mute backend was not ejected:\n%s", h.logs.String())
+	}
+	// Logged by the session whose dial failed: it carries the session's fields.
+	for _, want := range []string{`"session":"`, `"client":"127.0.0.1:`, `"backend":"mute"`, `"backoff":`} {
+		if !strings.Contains(ejected[0], want) {
+			t.Errorf("backend ejected record lacks %s: %s", want, ejected[0])
+		}
 	}
 	// Ejected: the next sessions do not wait for it again.
 	for range 3 {

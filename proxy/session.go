@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -373,6 +374,10 @@ func (s *session) badInput(err error) error {
 		s.cfg.Metrics.limitHit(limitLineLength)
 		return s.reply(ftpctl.CodeSyntaxError, "Command line too long.")
 	case errors.As(err, &pe):
+		if secretLine(pe.Line) {
+			// "PASS\tsecret" is malformed too: log what is wrong, not the line.
+			err = &ftpctl.ProtocolError{Msg: pe.Msg, Line: pe.Line[:4] + " ****"}
+		}
 		s.log.Debug().Err(err).Msg("malformed command")
 		return s.reply(ftpctl.CodeSyntaxError, "Syntax error, command unrecognized.")
 	case errors.Is(err, errDraining):
@@ -393,6 +398,12 @@ func (s *session) badInput(err error) error {
 		return errClientClosed
 	}
 	return errors.Join(errClientClosed, err)
+}
+
+// secretLine reports whether a command line may carry a password: it
+// starts with PASS or ACCT in any case.
+func secretLine(line string) bool {
+	return len(line) >= 4 && (strings.EqualFold(line[:4], "PASS") || strings.EqualFold(line[:4], "ACCT"))
 }
 
 // reply writes one reply to the client.
@@ -420,7 +431,11 @@ func (s *session) startTLS(pending []byte) error {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeouts.handshake())
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
-		s.log.Warn().Err(err).Msg("tls handshake failed")
+		ev := s.log.Warn().Err(err)
+		if a := s.handshakeAlert(err); a != "" {
+			ev = ev.Str("alert", a)
+		}
+		ev.Msg("tls handshake failed")
 		s.cfg.Metrics.handshake(false, false)
 		return errors.Join(errHandshake, err)
 	}

@@ -82,7 +82,7 @@ func (s *session) transfer(cmd ftpctl.Command) error {
 			} else if errors.Is(err, errDataConnect) {
 				rep = ftpctl.NewReply(ftpctl.CodeCannotOpenData, "Can't open data connection.")
 			} else if err != nil {
-				s.log.Warn().Err(err).Str("verb", cmd.Verb).Msg("data connection failed")
+				withAlert(s.log.Warn().Err(err), err).Str("verb", cmd.Verb).Msg("data connection failed")
 				rep = ftpctl.NewReply(ftpctl.CodeTransferAborted, "Data connection failed; transfer aborted.")
 			}
 			return s.endTransfer(cmd, dir, dc, rep, began)

@@ -28,7 +28,7 @@ import (
 func serveAdmin(t *testing.T, st settings) (*proxy.Server, string) {
 	t.Helper()
 	st.admin.listen = freeAddr(t)
-	log, err := newLogger(io.Discard, "info", "json")
+	log, err := newLogger(suiteLog, "debug", "json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
 	"github.com/ftpsgate/ftpsgate/ftpctl/ftptest"
@@ -69,6 +70,7 @@ func newProbeEnv(t *testing.T, extra string, backendFn func(*ftptest.Server), pr
 		Implicit:  "127.0.0.1:0",
 		Backends:  []proxy.Backend{{Address: e.backend.Addr(), Name: "mem"}},
 		TLSConfig: off.TLSConfig(),
+		Logger:    zerolog.New(suiteLog).Level(zerolog.DebugLevel).With().Timestamp().Logger(),
 	}
 	if proxyFn != nil {
 		proxyFn(&cfg)
@@ -118,6 +120,7 @@ func writeFile(t *testing.T, path, content string) {
 func (e *probeEnv) probe(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	out, errOut, err := runCLISerial(t, append([]string{"probe", "--config", e.config, "--timeout", "5s"}, args...)...)
+	suiteLog.scanLines([]byte(out + errOut))
 	code := 0
 	if err != nil {
 		var ec cli.ExitCoder

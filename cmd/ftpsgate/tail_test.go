@@ -45,7 +45,7 @@ func recordLog(t *testing.T) []byte {
 	spareAddr := freeAddr(t)
 
 	logs := &syncBuffer{}
-	log, err := newLogger(logs, "debug", "json")
+	log, err := newLogger(io.MultiWriter(logs, suiteLog), "debug", "json")
 	if err != nil {
 		t.Fatal(err)
 	}
