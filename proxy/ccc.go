@@ -105,16 +105,22 @@ func (s *session) closeControlTLS(tc *tls.Conn) ([]byte, string, error) {
 			return nil, "", err
 		}
 		closed = true
+		// What comes next may be the client's close_notify, or, from a
+		// client that sends none, its next command, whenever its user
+		// types it: the idle timeout, not the handshake's.
+		s.raw.SetDeadline(time.Now().Add(s.cfg.Timeouts.idle()))
 		first, err = s.record.peek()
 	}
 	if err != nil {
 		return nil, "", err
 	}
 	if !isTLSRecord(first) {
+		closure := "none"
 		if closed {
-			return s.record.unread(), "server only", nil
+			closure = "server only"
 		}
-		return s.record.unread(), "none", nil
+		plain := s.record.unread()
+		return append(decryptedLeft(tc, s.raw), plain...), closure, nil
 	}
 	s.raw.SetDeadline(time.Now().Add(s.cfg.Timeouts.handshake()))
 	// recordConn keeps crypto/tls from reading past the close_notify into
@@ -130,6 +136,26 @@ func (s *session) closeControlTLS(tc *tls.Conn) ([]byte, string, error) {
 		return nil, "", err
 	}
 	return rest, "client first", nil
+}
+
+// decryptedLeft returns what crypto/tls has decrypted of the client's last
+// record and not yet handed out: commands sent under TLS behind CCC beyond
+// what the command reader had buffered. A read deadline in the past keeps
+// tc from reading the socket for more (where plaintext waits); the timeout
+// is a temporary error, which crypto/tls neither latches nor answers with
+// an alert. Call it between records.
+func decryptedLeft(tc *tls.Conn, raw net.Conn) []byte {
+	raw.SetReadDeadline(time.Now().Add(-time.Second))
+	defer raw.SetReadDeadline(time.Time{})
+	var left []byte
+	buf := make([]byte, 512)
+	for {
+		n, err := tc.Read(buf)
+		left = append(left, buf[:n]...)
+		if err != nil || n == 0 {
+			return left
+		}
+	}
 }
 
 // isTLSRecord reports whether b can start a TLS record (change_cipher_spec,

@@ -247,3 +247,24 @@ func TestCCCClosures(t *testing.T) {
 		})
 	}
 }
+
+// TestCCCPipelinedLong: more commands behind CCC in its TLS record than the
+// command reader buffers are all answered, whatever the closure.
+func TestCCCPipelinedLong(t *testing.T) {
+	t.Parallel()
+	for _, m := range []closure{clientFirst, serverFirst, serverOnly, noClosure} {
+		t.Run(m.String(), func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, func(c *Config) { c.AllowCCC = true }, nil)
+			c := h.cccLogin()
+			const n = 150 // 900 bytes of NOOPs in CCC's record
+			c.send("CCC\r\n" + strings.Repeat("NOOP\r\n", n-1) + "NOOP")
+			c.expect(200)
+			c.clear(m, "PWD\r\n")
+			for range n {
+				c.expect(200)
+			}
+			c.expect(257)
+		})
+	}
+}

@@ -27,7 +27,7 @@ func TestPassivePortSharing(t *testing.T) {
 	files := make([][]byte, sessions)
 	h := newHarness(t, func(c *Config) {
 		c.PlainAllowed = true
-		c.PassivePorts = PortRange{First: 41710, Last: 41719}
+		c.PassivePorts = PortRange{First: 31710, Last: 31719}
 		c.PassivePortSharing = true
 	}, func(b *ftptest.Server) {
 		for i := range files {
@@ -137,7 +137,7 @@ func sharedSession(addr, src string, i int, want []byte, pending chan<- struct{}
 func TestSharedPortTheft(t *testing.T) {
 	h := newHarness(t, func(c *Config) {
 		c.PlainAllowed = true
-		c.PassivePorts = PortRange{First: 41720, Last: 41720}
+		c.PassivePorts = PortRange{First: 31720, Last: 31720}
 		c.PassivePortSharing = true
 	}, func(b *ftptest.Server) { b.FS.WriteFile("/f", []byte("mine")) })
 	rc := h.rawFrom(h.explicit(), "127.0.0.1")
