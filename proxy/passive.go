@@ -21,8 +21,8 @@ func (s *session) passive(cmd ftpctl.Command) error {
 		// RFC 2428 section 4: from now on only EPSV sets up data connections.
 		s.epsvAll = true
 		return s.reply(ftpctl.CodeOK, "EPSV ALL ok.")
-	case extended && arg != "" && arg != familyOf(s.localIP):
-		return s.reply(ftpctl.CodeNetProtoNotSupp, "Network protocol not supported, use ("+familyOf(s.localIP)+")")
+	case extended && arg != "" && arg != familyOf(s.announced()):
+		return s.reply(ftpctl.CodeNetProtoNotSupp, "Network protocol not supported, use ("+familyOf(s.announced())+")")
 	case !extended && s.epsvAll:
 		return s.reply(ftpctl.CodeBadSequence, "PASV not allowed after EPSV ALL.")
 	case s.cfg.RequireDataProtection && s.prot != 'P':
@@ -74,8 +74,8 @@ func (s *session) pasvAddress() netip.Addr {
 	if s.cfg.PublicHost.IsValid() {
 		return s.cfg.PublicHost.Unmap()
 	}
-	if s.localIP.Is4() {
-		return s.localIP
+	if ip := s.announced(); ip.Is4() {
+		return ip
 	}
 	return netip.Addr{}
 }
@@ -92,14 +92,16 @@ func (s *session) listenClient(ip netip.Addr) (*listenEnd, error) {
 	if err != nil {
 		return nil, err
 	}
-	from := s.clientIP
-	if ip.Is4() != s.clientIP.Is4() {
+	from := s.dataPeer()
+	if ip.Is4() != from.Is4() {
 		// Nothing ties the client's IPv4 address to its IPv6 one: the first
 		// connection is taken (Config.PublicHost says so).
 		from = netip.Addr{}
 		s.log.Info().Msg("PASV on IPv6 answered with an IPv4 address: the data connection's source is not checked")
 	}
-	return newListenEnd(partyClient, ln.(*net.TCPListener), free, from, false, s.cfg.Timeouts.dataConnect(), s.log), nil
+	end := newListenEnd(partyClient, ln.(*net.TCPListener), free, from, false, s.cfg.Timeouts.dataConnect(), s.log)
+	end.trust = s.dataTrust()
+	return end, nil
 }
 
 // backendPassive asks the backend for a passive port, with EPSV or PASV as

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -47,6 +48,7 @@ var (
 	errTLSOnExplicit = errors.New("tls on explicit port")
 	errInjection     = errors.New("plaintext pipelined behind auth")
 	errShutdown      = errors.New("shutdown")
+	// errProxyHeader (proxyproto.go) is one more.
 
 	// errDraining ends the read of a command when Shutdown has begun: the
 	// session answers 421 and ends with errShutdown.
@@ -72,8 +74,19 @@ type session struct {
 	br       *bufio.Reader
 	cr       *ftpctl.Reader
 	clientIP netip.Addr
-	localIP  netip.Addr         // the proxy's address as the client reached it
+	localIP  netip.Addr         // the proxy's own address on the client's socket
 	ahead    chan commandResult // a command being read ahead during a transfer
+
+	// The client's and the proxy's addresses, with ports. With a balancer
+	// in front (proxied), peer is the balancer, clientAddr and clientIP
+	// the client its PROXY header names, and reached the address the
+	// client reached, per the header; localIP and localAddr stay the
+	// socket's.
+	clientAddr netip.AddrPort
+	localAddr  netip.AddrPort
+	peer       netip.AddrPort
+	reached    netip.AddrPort
+	proxied    bool
 
 	phase    phase
 	prot     byte // 'C' or 'P', RFC 4217 section 9
@@ -120,14 +133,34 @@ func newSession(srv *Server, conn net.Conn, kind listenerKind) *session {
 		prot:     'C',
 		started:  time.Now(),
 	}
+	s.clientAddr = netip.AddrPortFrom(s.clientIP, portOf(conn.RemoteAddr()))
+	s.localAddr = netip.AddrPortFrom(s.localIP, portOf(conn.LocalAddr()))
+	s.peer = s.clientAddr
 	s.controlTLS, s.dataTLS = srv.cfg.TLSConfig, srv.cfg.TLSConfig
 	if srv.cfg.RequireSessionReuse {
 		s.controlTLS, s.dataTLS = srv.cfg.SessionTLS(s.id)
 	}
-	s.log = srv.log.With().Str("session", s.id).Str("client", conn.RemoteAddr().String()).
-		Str("listener", kind.String()).Logger()
+	s.log = s.baseLogger()
 	s.setReader(conn)
 	return s
+}
+
+// baseLogger is the session's logger before login: "via" names the
+// balancer that carried a proxied session.
+func (s *session) baseLogger() zerolog.Logger {
+	c := s.srv.log.With().Str("session", s.id).Stringer("client", s.clientAddr)
+	if s.proxied {
+		c = c.Stringer("via", s.peer)
+	}
+	return c.Str("listener", s.kind.String()).Logger()
+}
+
+// portOf returns the port of a TCP address, 0 for any other.
+func portOf(a net.Addr) uint16 {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return uint16(ta.Port)
+	}
+	return 0
 }
 
 func (s *session) setReader(c net.Conn) {
@@ -139,6 +172,13 @@ func (s *session) setReader(c net.Conn) {
 func (s *session) serve(ctx context.Context) {
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	stop := context.AfterFunc(s.ctx, func() { s.raw.Close() })
+	if s.proxyHeader() != nil {
+		// Not a session: the client it would speak for is unknown.
+		stop()
+		s.cancel()
+		s.raw.Close()
+		return
+	}
 	s.log.Info().Msg("session start")
 	s.cfg.Metrics.sessionStart(s.kind)
 
@@ -176,7 +216,7 @@ func isNormalEnd(err error) bool {
 
 func endReason(err error) string {
 	for _, e := range []error{errQuit, errClientClosed, errIdle, errBackendLost, errNoBackend,
-		errHandshake, errTLSOnExplicit, errInjection, errShutdown} {
+		errHandshake, errTLSOnExplicit, errInjection, errShutdown, errProxyHeader} {
 		if errors.Is(err, e) {
 			return e.Error()
 		}
@@ -188,7 +228,9 @@ func endReason(err error) string {
 // listener), then one command at a time until QUIT or an end.
 func (s *session) run() error {
 	if s.kind == implicitTLS {
-		if err := s.startTLS(nil); err != nil {
+		// A balancer's PROXY header may have arrived with the ClientHello.
+		pending, _ := s.br.Peek(s.br.Buffered())
+		if err := s.startTLS(bytes.Clone(pending)); err != nil {
 			return err
 		}
 	}
@@ -271,6 +313,9 @@ func (s *session) nextCommand() (ftpctl.Command, error) {
 		if b, err := s.br.Peek(1); err == nil && b[0] == 0x16 {
 			return ftpctl.Command{}, errTLSOnExplicit
 		}
+		if b, _ := s.br.Peek(s.br.Buffered()); isProxyHeader(b) {
+			return ftpctl.Command{}, errProxyHeader
+		}
 	}
 	return s.cr.ReadCommand()
 }
@@ -306,6 +351,9 @@ func (s *session) badInput(err error) error {
 	case errors.Is(err, errDraining):
 		s.reply(ftpctl.CodeNotAvailable, "Service shutting down.")
 		return errShutdown
+	case errors.Is(err, errProxyHeader):
+		s.refuseUntrustedHeader()
+		return err
 	case errors.Is(err, errTLSOnExplicit):
 		s.log.Warn().Msg("tls handshake on the explicit port: the client is set up for implicit FTPS; closing")
 		return err
@@ -343,6 +391,11 @@ func (s *session) startTLS(pending []byte) error {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeouts.handshake())
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
+		var rh tls.RecordHeaderError
+		if errors.As(err, &rh) && isProxyHeader(rh.RecordHeader[:]) {
+			s.refuseUntrustedHeader()
+			return errProxyHeader
+		}
 		s.log.Warn().Err(err).Msg("tls handshake failed")
 		s.cfg.Metrics.handshake(false, false)
 		return errors.Join(errHandshake, err)
