@@ -442,7 +442,14 @@ func (e *listenEnd) open(ctx context.Context, started <-chan struct{}) (net.Conn
 		var c net.Conn = conn
 		from := addrOf(conn.RemoteAddr())
 		if e.trust != nil && e.trust(from) {
-			if c, from, err = proxiedData(conn, time.Until(deadline)); err != nil {
+			unblock := context.AfterFunc(ctx, func() { conn.Close() })
+			c, from, err = proxiedData(conn, time.Until(deadline))
+			unblock()
+			if err != nil && ctx.Err() != nil {
+				conn.Close()
+				return nil, ctx.Err()
+			}
+			if err != nil {
 				e.log.Warn().Err(err).Str("party", string(e.party)).Str("via", conn.RemoteAddr().String()).
 					Uint16("port", e.port()).Msg("data connection from a trusted proxy without a valid PROXY header refused")
 				conn.Close()

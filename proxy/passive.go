@@ -45,7 +45,11 @@ func (s *session) passive(cmd ftpctl.Command) error {
 	if err != nil || back == nil {
 		return err // a refusal has been answered
 	}
-	client, err := s.listenClient(listenIP)
+	reach := s.announced() // what the client connects to
+	if !extended {
+		reach = announce
+	}
+	client, err := s.listenClient(listenIP, reach)
 	if err != nil {
 		back.release()
 		s.log.Error().Err(err).Msg("no passive port")
@@ -83,8 +87,9 @@ func (s *session) pasvAddress() netip.Addr {
 // listenClient opens the port, from passive_ports, that a passive client
 // connects to, on ip: the address the client reached, or for PASV on IPv6
 // the announced IPv4 address, or any local IPv4 address when that one is
-// not the host's own (NAT).
-func (s *session) listenClient(ip netip.Addr) (*listenEnd, error) {
+// not the host's own (NAT). reach is the address the client is told to
+// connect to (a balancer's, when one is in front).
+func (s *session) listenClient(ip, reach netip.Addr) (*listenEnd, error) {
 	ln, free, err := s.srv.ports.listen(ip)
 	if err != nil && ip != s.localIP && errors.Is(err, syscall.EADDRNOTAVAIL) {
 		ln, free, err = s.srv.ports.listen(netip.IPv4Unspecified())
@@ -93,7 +98,13 @@ func (s *session) listenClient(ip netip.Addr) (*listenEnd, error) {
 		return nil, err
 	}
 	from := s.dataPeer()
-	if ip.Is4() != from.Is4() {
+	// The family the checked source arrives in: the client's connects to
+	// reach; a balancer's, to ip.
+	seen := reach
+	if from != s.clientIP {
+		seen = ip
+	}
+	if seen.Is4() != from.Is4() {
 		// Nothing ties the client's IPv4 address to its IPv6 one: the first
 		// connection is taken (Config.PublicHost says so).
 		from = netip.Addr{}

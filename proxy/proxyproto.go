@@ -123,9 +123,9 @@ func (s *session) proxyHeader() error {
 	client, reached, err := readProxyHeader(s.raw, s.br, s.cfg.Timeouts.handshake())
 	if err != nil {
 		ev := s.log.Warn()
-		if errors.Is(err, proxyproto.ErrNoProxyProtocol) && s.br.Buffered() == 0 {
-			// Connected and closed (or stayed silent) without a byte: a
-			// balancer's TCP health check, every few seconds.
+		if errors.Is(err, proxyproto.ErrNoProxyProtocol) && s.br.Buffered() == 0 || s.ctx.Err() != nil {
+			// Connected and closed without a byte (a balancer's TCP health
+			// check, every few seconds), or the server is stopping.
 			ev = s.log.Debug()
 		}
 		ev.Err(err).Msg("connection from a trusted proxy without a valid PROXY header: closed")

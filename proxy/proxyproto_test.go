@@ -413,3 +413,36 @@ func TestParseProxyVersion(t *testing.T) {
 		t.Error(`"2" accepted`)
 	}
 }
+
+// An IPv6 client behind a balancer that reaches the proxy over IPv4: EPSV
+// speaks the client's family, PASV without public_host is refused, and the
+// data check still compares the IPv6 addresses of the headers.
+func TestProxyProtocolIPv6ClientOverIPv4(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *Config) {
+		c.TrustedProxies = loopbackLB
+		c.DataProxyProtocol = true
+	}, nil)
+	h.backend.FS.WriteFile("/six.txt", []byte("v6 behind v4\n"))
+	rc := h.proxied(h.explicit(), v2Header(t, "[2001:db8::7]:4000", "[2001:db8::1]:21"))
+	rc.login(h)
+	rc.cmd("PASV", 522)
+	rc.cmd("EPSV 1", 522)
+	port, err := ftpctl.ParseEPSV(rc.cmd("EPSV 2", 229).Text())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dialData(t, "127.0.0.1", port, v2Header(t, "[2001:db8::9]:4001", "[2001:db8::1]:21"))
+	waitFor(t, "the other IPv6 client refused", func() bool {
+		recs := h.logs.records("data connection from another address refused")
+		return len(recs) == 1 && strings.Contains(recs[0], `"from":"2001:db8::9"`)
+	})
+	data := dialData(t, "127.0.0.1", port, v2Header(t, "[2001:db8::7]:4002", "[2001:db8::1]:21"))
+	rc.send("RETR six.txt")
+	rc.expect(150)
+	got, _ := io.ReadAll(data)
+	rc.expect(226)
+	if string(got) != "v6 behind v4\n" {
+		t.Errorf("downloaded %q", got)
+	}
+}
