@@ -140,8 +140,13 @@ func (s *session) proxyHeader() error {
 }
 
 // refuseUntrustedHeader is the log line of a PROXY header that reached a
-// session from an address not in trusted_proxies.
+// session from an address not in trusted_proxies, or a second one behind
+// the balancer's: a client behind it trying to pass for another.
 func (s *session) refuseUntrustedHeader() {
+	if s.proxied {
+		s.log.Warn().Msg("second PROXY header behind the balancer's: closing")
+		return
+	}
 	s.log.Warn().Stringer("from", s.peer.Addr()).
 		Msg("PROXY header from an address not in trusted_proxies: closing")
 }

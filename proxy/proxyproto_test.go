@@ -446,3 +446,17 @@ func TestProxyProtocolIPv6ClientOverIPv4(t *testing.T) {
 		t.Errorf("downloaded %q", got)
 	}
 }
+
+// A client behind a trusted balancer that sends a header of its own, to
+// pass for another client, is refused.
+func TestProxyProtocolSecondHeader(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *Config) { c.TrustedProxies = loopbackLB }, nil)
+	rc := h.proxied(h.explicit(), append(v2Header(t, "127.0.0.2:40000", "127.0.0.1:21"),
+		v2Header(t, "127.0.0.9:1", "127.0.0.1:21")...))
+	rc.expect(220)
+	rc.expectClosed()
+	waitFor(t, "the refusal", func() bool {
+		return len(h.logs.records("second PROXY header behind the balancer's: closing")) == 1
+	})
+}
