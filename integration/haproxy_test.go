@@ -27,16 +27,19 @@ import (
 // to), clients connect from 127.0.0.2, and a thief from 127.0.0.4.
 // HAProxy and the proxy both hold the passive range, each on its own
 // address: HAProxy's server line names no port, so it keeps the port the
-// client connected to.
+// client connected to. The fixed ports are below Linux's ephemeral range
+// (32768 and up): a port there can be held at any time by the source end
+// of an outgoing connection (in TIME_WAIT too), and haproxy then cannot
+// bind it.
 const (
 	lbHost          = "127.0.0.1"
 	proxyHost       = "127.0.0.3"
 	clientHost      = "127.0.0.2"
 	thiefHost       = "127.0.0.4"
-	lbPassiveFirst  = 47100
-	lbPassiveLast   = 47109
-	haproxyCtlPort  = 47120
-	haproxyImplPort = 47121
+	lbPassiveFirst  = 26100
+	lbPassiveLast   = 26109
+	haproxyCtlPort  = 26120
+	haproxyImplPort = 26121
 )
 
 // startHAProxy runs haproxy in the foreground (-db) with a configuration
