@@ -24,9 +24,11 @@ cache="${FTPSGATE_INTEROP_DIR:-$repo/.cache/interop}"
 # vsftpd test's PAM service uses; passwd brings useradd and chpasswd;
 # redis-server is the shared affinity store of the fleet tests (it does not
 # conflict with anything, so it is installed, not unpacked; policy-rc.d
-# keeps its service from starting).
+# keeps its service from starting); so is haproxy, the L4 balancer that
+# the PROXY protocol test starts in front of the proxy with its own
+# configuration.
 packages=(
-	curl lftp python3 passwd redis-server chromium
+	curl lftp python3 passwd redis-server chromium haproxy
 	libpam0g libpam-modules libpam-runtime
 	libcap2 libssl3 libwrap0 libsodium23 libcrypt1 libacl1
 	libhiredis0.14 libidn2-0 libmemcached11 libmemcachedutil2
@@ -114,7 +116,7 @@ for pkg in "${!servers[@]}"; do
 		status=1
 	fi
 done
-for tool in curl lftp python3 chromium; do
+for tool in curl lftp python3 chromium haproxy; do
 	command -v "$tool" >/dev/null || { say "$tool is not on PATH" >&2; status=1; }
 done
 if [ $status -eq 0 ]; then

@@ -34,8 +34,9 @@ type backendConn struct {
 var errBackendGreeting = errors.New("proxy: backend did not greet with 220")
 
 // dialBackend connects to b and reads its greeting, multi-line or not, all
-// within timeout.
-func dialBackend(ctx context.Context, b Backend, timeout time.Duration, maxLine int) (*backendConn, error) {
+// within timeout. A backend that wants the PROXY protocol is first sent a
+// header for o, the session's client (nil: a health check).
+func dialBackend(ctx context.Context, b Backend, timeout time.Duration, maxLine int, o *origin) (*backendConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var d net.Dialer
@@ -48,6 +49,13 @@ func dialBackend(ctx context.Context, b Backend, timeout time.Duration, maxLine 
 	conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
+	if b.ProxyProtocol != ProxyOff {
+		// Before TLS too: the header belongs to the TCP connection.
+		if err := writeProxyHeader(conn, b.ProxyProtocol, o); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("proxy: PROXY header to backend: %w", err)
+		}
+	}
 
 	bc := &backendConn{
 		Backend: b,

@@ -263,7 +263,7 @@ func (s *session) connectBackend() error {
 		cands = s.pinnedFirst(p, key, cands)
 	}
 	for _, m := range cands {
-		bc, err := dialBackend(s.ctx, m.Backend, s.cfg.Timeouts.backendDial(), s.cfg.MaxLine)
+		bc, err := dialBackend(s.ctx, m.Backend, s.cfg.Timeouts.backendDial(), s.cfg.MaxLine, s.origin())
 		if err != nil {
 			if s.ctx.Err() != nil {
 				return errShutdown

@@ -52,6 +52,25 @@ type Config struct {
 	// only. Zero: everyone gets PublicHost.
 	PassiveAddresses []PassiveAddress
 
+	// TrustedProxies are the addresses of the L4 balancers in front of the
+	// listeners (HAProxy with send-proxy-v2, a cloud NLB with the PROXY
+	// protocol on). A connection from one of them must open with a PROXY
+	// header, v1 or v2, whose client address then stands for the client
+	// everywhere: logs, limits, affinity, source_hash, the data-connection
+	// check. Without a header it is closed (else every client would look
+	// like the balancer); a header from any other address is refused, the
+	// connection closed and the address logged. Clients that are not in
+	// these networks may still connect directly, without a header. Zero:
+	// no header is believed, and one is refused from everyone.
+	TrustedProxies []netip.Prefix
+	// DataProxyProtocol makes the passive data ports expect a PROXY header
+	// from TrustedProxies too, so that the data-connection check compares
+	// the client's real address when the data ports also sit behind the
+	// balancer. Zero: a proxied session's data connection is expected
+	// from the balancer that carried its control connection, which anyone
+	// behind that balancer shares.
+	DataProxyProtocol bool
+
 	// ActiveSourcePort is the local port active-mode data connections to
 	// clients are dialled from; 20 is what firewalls that expect classic
 	// active FTP (RFC 959 section 3.2, L-1) allow. Binding a port below
@@ -175,6 +194,14 @@ type Backend struct {
 	// TLS is how to speak TLS to a backend that is an FTPS server itself.
 	// nil (or mode "off"): plain FTP, the point of offloading.
 	TLS *tlsoffload.BackendTLS
+	// ProxyProtocol sends a PROXY header, before anything else, on each
+	// control connection to this backend, so that it sees the client's
+	// address (ProFTPD's mod_proxy_protocol, pure-ftpd built with it):
+	// the client's real address as source, the address the client reached
+	// as destination, and with v2 the session id in a TLV of type
+	// SessionIDTLV. Health checks send v2's LOCAL command or v1's "PROXY
+	// UNKNOWN" instead. Data connections carry no header. Zero: ProxyOff.
+	ProxyProtocol ProxyVersion
 }
 
 // tlsMode is the backend's TLS mode, "off" when none is configured.
@@ -374,6 +401,14 @@ func (c *Config) Validate() error {
 		l.SessionRate < 0 || l.UserRate < 0 || l.GlobalRate < 0 {
 		errs = append(errs, errors.New("proxy: limits cannot be negative"))
 	}
+	for _, p := range c.TrustedProxies {
+		if !p.IsValid() {
+			errs = append(errs, errors.New("proxy: invalid trusted proxy network"))
+		}
+	}
+	if c.DataProxyProtocol && len(c.TrustedProxies) == 0 {
+		errs = append(errs, errors.New("proxy: data_proxy_protocol needs trusted_proxies"))
+	}
 	if c.TLSConfig == nil {
 		errs = append(errs, errors.New("proxy: no TLS configuration"))
 	}
@@ -396,6 +431,9 @@ func validateBackends(bs []Backend) []error {
 		names[b.name()] = true
 		if b.Weight < 0 {
 			errs = append(errs, fmt.Errorf("proxy: backend %s: negative weight", b.name()))
+		}
+		if b.ProxyProtocol > ProxyV2 {
+			errs = append(errs, fmt.Errorf("proxy: backend %s: unknown PROXY protocol version %d", b.name(), b.ProxyProtocol))
 		}
 		if b.DataToBackend > DataActive {
 			errs = append(errs, fmt.Errorf("proxy: backend %s: unknown data mode %d", b.name(), b.DataToBackend))

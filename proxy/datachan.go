@@ -393,6 +393,9 @@ type listenEnd struct {
 	// PASV on IPv6 was answered with an IPv4 address connects from an
 	// address nothing ties to it.
 	from netip.Addr
+	// trust, if set, names the balancers whose connections open with a
+	// PROXY header: theirs is checked by the header's client address.
+	trust func(netip.Addr) bool
 	// afterStart: the party connects only after the transfer command, so
 	// the timeout runs from then (an active backend); else from now.
 	afterStart bool
@@ -461,14 +464,31 @@ func (e *listenEnd) open(ctx context.Context, started <-chan struct{}) (net.Conn
 			}
 			return nil, errors.Join(errDataConnect, err)
 		}
-		if from := addrOf(conn.RemoteAddr()); e.from.IsValid() && from != e.from {
+		var c net.Conn = conn
+		from := addrOf(conn.RemoteAddr())
+		if e.trust != nil && e.trust(from) {
+			unblock := context.AfterFunc(ctx, func() { conn.Close() })
+			c, from, err = proxiedData(conn, time.Until(deadline))
+			unblock()
+			if err != nil && ctx.Err() != nil {
+				conn.Close()
+				return nil, ctx.Err()
+			}
+			if err != nil {
+				e.log.Warn().Err(err).Str("party", string(e.party)).Str("via", conn.RemoteAddr().String()).
+					Uint16("port", e.port()).Msg("data connection from a trusted proxy without a valid PROXY header refused")
+				conn.Close()
+				continue
+			}
+		}
+		if e.from.IsValid() && from != e.from {
 			e.log.Warn().Str("party", string(e.party)).Str("from", from.String()).Uint16("port", e.port()).
 				Msg("data connection from another address refused")
 			conn.Close()
 			continue
 		}
 		keepAlive(conn)
-		return conn, nil
+		return c, nil
 	}
 }
 

@@ -125,7 +125,7 @@ func (m *member) reached() {
 func checkBackend(ctx context.Context, b Backend, h Health) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.timeout())
 	defer cancel()
-	bc, err := dialBackend(ctx, b, h.timeout(), 0)
+	bc, err := dialBackend(ctx, b, h.timeout(), 0, nil)
 	if err != nil {
 		return nil, err
 	}

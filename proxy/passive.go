@@ -21,8 +21,8 @@ func (s *session) passive(cmd ftpctl.Command) error {
 		// RFC 2428 section 4: from now on only EPSV sets up data connections.
 		s.epsvAll = true
 		return s.reply(ftpctl.CodeOK, "EPSV ALL ok.")
-	case extended && arg != "" && arg != familyOf(s.localIP):
-		return s.reply(ftpctl.CodeNetProtoNotSupp, "Network protocol not supported, use ("+familyOf(s.localIP)+")")
+	case extended && arg != "" && arg != familyOf(s.announced()):
+		return s.reply(ftpctl.CodeNetProtoNotSupp, "Network protocol not supported, use ("+familyOf(s.announced())+")")
 	case !extended && s.epsvAll:
 		return s.reply(ftpctl.CodeBadSequence, "PASV not allowed after EPSV ALL.")
 	case s.cfg.RequireDataProtection && s.prot != 'P':
@@ -45,7 +45,11 @@ func (s *session) passive(cmd ftpctl.Command) error {
 	if err != nil || back == nil {
 		return err // a refusal has been answered
 	}
-	client, err := s.listenClient(listenIP)
+	reach := s.announced() // what the client connects to
+	if !extended {
+		reach = announce
+	}
+	client, err := s.listenClient(listenIP, reach)
 	if err != nil {
 		back.release()
 		s.log.Error().Err(err).Msg("no passive port")
@@ -74,8 +78,8 @@ func (s *session) pasvAddress() netip.Addr {
 	if s.cfg.PublicHost.IsValid() {
 		return s.cfg.PublicHost.Unmap()
 	}
-	if s.localIP.Is4() {
-		return s.localIP
+	if ip := s.announced(); ip.Is4() {
+		return ip
 	}
 	return netip.Addr{}
 }
@@ -83,12 +87,23 @@ func (s *session) pasvAddress() netip.Addr {
 // listenClient opens the port, from passive_ports, that a passive client
 // connects to, on ip: the address the client reached, or for PASV on IPv6
 // the announced IPv4 address, or any local IPv4 address when that one is
-// not the host's own (NAT).
-func (s *session) listenClient(ip netip.Addr) (*listenEnd, error) {
-	if s.cfg.PassivePortSharing && ip.Is4() == s.clientIP.Is4() {
-		c, err := s.srv.ports.listenShared(ip, s.clientIP, s.srv.logger)
+// not the host's own (NAT). reach is the address the client is told to
+// connect to (a balancer's, when one is in front).
+func (s *session) listenClient(ip, reach netip.Addr) (*listenEnd, error) {
+	from := s.dataPeer()
+	// The family the checked source arrives in: the client's connects to
+	// reach; a balancer's, to ip.
+	seen := reach
+	if from != s.clientIP {
+		seen = ip
+	}
+	if s.cfg.PassivePortSharing && seen.Is4() == from.Is4() && s.dataTrust() == nil {
+		// A shared port tells sessions apart by the connection's source,
+		// before anything is read: not by a PROXY header, so with
+		// data_proxy_protocol each session keeps a port of its own.
+		c, err := s.srv.ports.listenShared(ip, from, s.srv.logger)
 		if err != nil && ip != s.localIP && errors.Is(err, syscall.EADDRNOTAVAIL) {
-			c, err = s.srv.ports.listenShared(netip.IPv4Unspecified(), s.clientIP, s.srv.logger)
+			c, err = s.srv.ports.listenShared(netip.IPv4Unspecified(), from, s.srv.logger)
 		}
 		if err != nil {
 			return nil, err
@@ -102,14 +117,15 @@ func (s *session) listenClient(ip netip.Addr) (*listenEnd, error) {
 	if err != nil {
 		return nil, err
 	}
-	from := s.clientIP
-	if ip.Is4() != s.clientIP.Is4() {
+	if seen.Is4() != from.Is4() {
 		// Nothing ties the client's IPv4 address to its IPv6 one: the first
 		// connection is taken (Config.PublicHost says so).
 		from = netip.Addr{}
 		s.log.Info().Msg("PASV on IPv6 answered with an IPv4 address: the data connection's source is not checked")
 	}
-	return newListenEnd(partyClient, ln.(*net.TCPListener), free, from, false, s.cfg.Timeouts.dataConnect(), s.log), nil
+	end := newListenEnd(partyClient, ln.(*net.TCPListener), free, from, false, s.cfg.Timeouts.dataConnect(), s.log)
+	end.trust = s.dataTrust()
+	return end, nil
 }
 
 // backendPassive asks the backend for a passive port, with EPSV or PASV as

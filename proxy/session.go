@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -50,6 +51,7 @@ var (
 	errShutdown      = errors.New("shutdown")
 	errLoginTimeout  = errors.New("login timeout")
 	errLoginFailures = errors.New("too many failed logins")
+	// errProxyHeader (proxyproto.go) is one more.
 
 	// errDraining ends the read of a command when Shutdown has begun: the
 	// session answers 421 and ends with errShutdown.
@@ -76,8 +78,19 @@ type session struct {
 	br       *bufio.Reader
 	cr       *ftpctl.Reader
 	clientIP netip.Addr
-	localIP  netip.Addr         // the proxy's address as the client reached it
+	localIP  netip.Addr         // the proxy's own address on the client's socket
 	ahead    chan commandResult // a command being read ahead during a transfer
+
+	// The client's and the proxy's addresses, with ports. With a balancer
+	// in front (proxied), peer is the balancer, clientAddr and clientIP
+	// the client its PROXY header names, and reached the address the
+	// client reached, per the header; localIP and localAddr stay the
+	// socket's.
+	clientAddr netip.AddrPort
+	localAddr  netip.AddrPort
+	peer       netip.AddrPort
+	reached    netip.AddrPort
+	proxied    bool
 
 	phase    phase
 	prot     byte // 'C' or 'P', RFC 4217 section 9
@@ -137,12 +150,14 @@ func newSession(srv *Server, conn net.Conn, kind listenerKind) *session {
 		prot:     'C',
 		started:  time.Now(),
 	}
+	s.clientAddr = netip.AddrPortFrom(s.clientIP, portOf(conn.RemoteAddr()))
+	s.localAddr = netip.AddrPortFrom(s.localIP, portOf(conn.LocalAddr()))
+	s.peer = s.clientAddr
 	s.controlTLS, s.dataTLS = gen.cfg.TLSConfig, gen.cfg.TLSConfig
 	if gen.cfg.RequireSessionReuse {
 		s.controlTLS, s.dataTLS = gen.cfg.SessionTLS(s.id)
 	}
-	s.log = gen.cfg.Logger.With().Str("session", s.id).Str("client", conn.RemoteAddr().String()).
-		Str("listener", kind.String()).Logger()
+	s.log = s.baseLogger()
 	s.setReader(conn)
 	return s
 }
@@ -153,6 +168,24 @@ func newSession(srv *Server, conn net.Conn, kind listenerKind) *session {
 // this buffer for its whole life: small means thousands more sessions.
 const controlBufSize = 512
 
+// baseLogger is the session's logger before login: "via" names the
+// balancer that carried a proxied session.
+func (s *session) baseLogger() zerolog.Logger {
+	c := s.cfg.Logger.With().Str("session", s.id).Stringer("client", s.clientAddr)
+	if s.proxied {
+		c = c.Stringer("via", s.peer)
+	}
+	return c.Str("listener", s.kind.String()).Logger()
+}
+
+// portOf returns the port of a TCP address, 0 for any other.
+func portOf(a net.Addr) uint16 {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return uint16(ta.Port)
+	}
+	return 0
+}
+
 func (s *session) setReader(c net.Conn) {
 	s.br = bufio.NewReaderSize(c, controlBufSize)
 	s.cr = ftpctl.NewReader(s.br, s.cfg.MaxLine)
@@ -162,6 +195,14 @@ func (s *session) setReader(c net.Conn) {
 func (s *session) serve(ctx context.Context) {
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	stop := context.AfterFunc(s.ctx, func() { s.raw.Close() })
+	if s.proxyHeader() != nil {
+		// Not a session: the client it would speak for is unknown.
+		stop()
+		s.cancel()
+		s.raw.Close()
+		return
+	}
+	// After the PROXY header: per-IP limits count real clients.
 	if limit := s.srv.admission.admit(s.cfg.Limits, s.clientIP); limit != "" {
 		s.refuse(limit)
 		stop()
@@ -211,7 +252,7 @@ func isNormalEnd(err error) bool {
 
 func endReason(err error) string {
 	for _, e := range []error{errQuit, errClientClosed, errIdle, errBackendLost, errNoBackend,
-		errHandshake, errTLSOnExplicit, errInjection, errShutdown, errLoginTimeout, errLoginFailures} {
+		errHandshake, errTLSOnExplicit, errInjection, errShutdown, errLoginTimeout, errLoginFailures, errProxyHeader} {
 		if errors.Is(err, e) {
 			return e.Error()
 		}
@@ -251,7 +292,9 @@ func (s *session) limiters() []*rateLimiter {
 // listener), then one command at a time until QUIT or an end.
 func (s *session) run() error {
 	if s.kind == implicitTLS {
-		if err := s.startTLS(nil); err != nil {
+		// A balancer's PROXY header may have arrived with the ClientHello.
+		pending, _ := s.br.Peek(s.br.Buffered())
+		if err := s.startTLS(bytes.Clone(pending)); err != nil {
 			return err
 		}
 	}
@@ -343,6 +386,9 @@ func (s *session) nextCommand() (ftpctl.Command, error) {
 		if b, err := s.br.Peek(1); err == nil && b[0] == 0x16 {
 			return ftpctl.Command{}, errTLSOnExplicit
 		}
+		if b, _ := s.br.Peek(s.br.Buffered()); isProxyHeader(b) {
+			return ftpctl.Command{}, errProxyHeader
+		}
 	}
 	return s.cr.ReadCommand()
 }
@@ -383,6 +429,9 @@ func (s *session) badInput(err error) error {
 	case errors.Is(err, errDraining):
 		s.reply(ftpctl.CodeNotAvailable, "Service shutting down.")
 		return errShutdown
+	case errors.Is(err, errProxyHeader):
+		s.refuseUntrustedHeader()
+		return err
 	case errors.Is(err, errTLSOnExplicit):
 		s.log.Warn().Msg("tls handshake on the explicit port: the client is set up for implicit FTPS; closing")
 		return err
@@ -431,6 +480,11 @@ func (s *session) startTLS(pending []byte) error {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeouts.handshake())
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
+		var rh tls.RecordHeaderError
+		if errors.As(err, &rh) && isProxyHeader(rh.RecordHeader[:]) {
+			s.refuseUntrustedHeader()
+			return errProxyHeader
+		}
 		ev := s.log.Warn().Err(err)
 		if a := s.handshakeAlert(err); a != "" {
 			ev = ev.Str("alert", a)

@@ -37,8 +37,10 @@ type fileConfig struct {
 			Clients []string `toml:"clients"`
 			Address string   `toml:"address"`
 		} `toml:"passive_address"`
-		ActiveSourcePort        int  `toml:"active_source_port"`
-		AllowForeignDataAddress bool `toml:"allow_foreign_data_address"`
+		ActiveSourcePort        int      `toml:"active_source_port"`
+		AllowForeignDataAddress bool     `toml:"allow_foreign_data_address"`
+		TrustedProxies          []string `toml:"trusted_proxies"`
+		DataProxyProtocol       bool     `toml:"data_proxy_protocol"`
 	} `toml:"listen"`
 	TLS struct {
 		CertFile    string `toml:"cert_file"`
@@ -145,6 +147,7 @@ type backendConfig struct {
 	InsecureSkipVerify bool   `toml:"insecure_skip_verify"`
 	ServerName         string `toml:"server_name"`
 	DataToBackend      string `toml:"data_to_backend"`
+	ProxyProtocol      string `toml:"proxy_protocol"`
 }
 
 // settings is a loaded configuration: the parts each package takes.
@@ -282,6 +285,23 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 		pc.ActiveSourcePort = uint16(p)
 	}
 	pc.AllowForeignDataAddress = fc.Listen.AllowForeignDataAddress
+	for _, tp := range fc.Listen.TrustedProxies {
+		p, err := netip.ParsePrefix(tp)
+		if err != nil {
+			if ip, ierr := netip.ParseAddr(tp); ierr == nil {
+				p, err = ip.Unmap().Prefix(ip.Unmap().BitLen())
+			}
+		}
+		if err != nil {
+			bad(fmt.Sprintf("listen.trusted_proxies %q: want an address or a network such as \"10.0.0.0/8\"", tp), "listen", "trusted_proxies")
+			continue
+		}
+		pc.TrustedProxies = append(pc.TrustedProxies, p.Masked())
+	}
+	pc.DataProxyProtocol = fc.Listen.DataProxyProtocol
+	if pc.DataProxyProtocol && len(fc.Listen.TrustedProxies) == 0 {
+		bad("listen.data_proxy_protocol needs listen.trusted_proxies: the balancers whose headers are believed", "listen", "data_proxy_protocol")
+	}
 
 	t := fc.TLS
 	st.tls = tlsoffload.Config{
@@ -359,7 +379,11 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 			if err != nil {
 				bad(fmt.Sprintf("backend %s: data_to_backend %q: want auto, passive or active", name, b.DataToBackend), append(key, "data_to_backend")...)
 			}
-			out = append(out, proxy.Backend{Address: b.Address, Name: b.Name, Weight: b.Weight, TLS: bt, DataToBackend: mode})
+			pp, err := proxy.ParseProxyVersion(b.ProxyProtocol)
+			if err != nil {
+				bad(fmt.Sprintf("backend %s: proxy_protocol %q: want v1, v2 or off", name, b.ProxyProtocol), append(key, "proxy_protocol")...)
+			}
+			out = append(out, proxy.Backend{Address: b.Address, Name: b.Name, Weight: b.Weight, TLS: bt, DataToBackend: mode, ProxyProtocol: pp})
 		}
 		return out
 	}

@@ -74,12 +74,21 @@ type Server struct {
 	// ftpctl.DefaultMaxLine.
 	MaxLine int
 
+	// RequireProxyV2 makes every control connection open with a PROXY
+	// protocol v2 header, as ProFTPD's mod_proxy_protocol wants it: one
+	// without a valid header is closed before the greeting. ProxyHeaders
+	// returns the headers received. The passive data check still compares
+	// the data connection with the control connection's socket, not with
+	// the header's source.
+	RequireProxyV2 bool
+
 	mu       sync.Mutex
 	ln       net.Listener          // guarded by mu; nil before Start
 	closed   bool                  // guarded by mu
 	sessions map[*session]struct{} // guarded by mu: the open control sessions
 	commands []string              // guarded by mu: every command line received
 	refused  int                   // guarded by mu: passive data connections refused
+	headers  []ProxyHeader         // guarded by mu: PROXY headers received
 	wg       sync.WaitGroup        // the accept loop and every session
 }
 
@@ -206,6 +215,20 @@ func (s *Server) RefusedDataConns() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.refused
+}
+
+// ProxyHeaders returns the PROXY headers received with RequireProxyV2, in
+// the order the connections arrived.
+func (s *Server) ProxyHeaders() []ProxyHeader {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]ProxyHeader(nil), s.headers...)
+}
+
+func (s *Server) recordHeader(h ProxyHeader) {
+	s.mu.Lock()
+	s.headers = append(s.headers, h)
+	s.mu.Unlock()
 }
 
 // sessionList returns the open sessions; s.mu must be held.

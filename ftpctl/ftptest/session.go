@@ -44,6 +44,7 @@ func (p phase) String() string {
 type session struct {
 	srv    *Server
 	conn   net.Conn
+	br     *bufio.Reader // under r; a PROXY header is read from it first
 	r      *ftpctl.Reader
 	local  netip.Addr    // control connection's local IP, unmapped
 	remote netip.Addr    // control connection's remote IP, unmapped
@@ -67,10 +68,12 @@ type session struct {
 }
 
 func newSession(srv *Server, conn net.Conn) *session {
+	br := bufio.NewReader(conn)
 	c := &session{
 		srv:   srv,
 		conn:  conn,
-		r:     ftpctl.NewReader(bufio.NewReader(conn), srv.MaxLine),
+		br:    br,
+		r:     ftpctl.NewReader(br, srv.MaxLine),
 		done:  make(chan struct{}),
 		cwd:   "/",
 		facts: allFacts,
@@ -87,6 +90,15 @@ func newSession(srv *Server, conn net.Conn) *session {
 // serve runs the session until QUIT, a read error or kill.
 func (c *session) serve() {
 	defer c.finish()
+	if c.srv.RequireProxyV2 {
+		c.conn.SetReadDeadline(time.Now().Add(c.srv.dataTimeout()))
+		h, err := readProxyV2(c.br)
+		if err != nil {
+			return
+		}
+		c.conn.SetReadDeadline(time.Time{})
+		c.srv.recordHeader(h)
+	}
 	if !c.send(ftpctl.Reply{Code: ftpctl.CodeReady, Lines: c.srv.greeting()}) {
 		return
 	}
