@@ -29,6 +29,7 @@ type Metrics struct {
 	checks         *prometheus.CounterVec // pool, backend, result
 	dialErrors     *prometheus.CounterVec // pool, backend
 	storeErrors    *prometheus.CounterVec // op
+	portsExhausted prometheus.Counter
 }
 
 const metricsNamespace = "ftpsgate"
@@ -63,9 +64,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		checks:        counter("backend_checks_total", "Backend health checks, by result.", "pool", "backend", "result"),
 		dialErrors:    counter("backend_dial_errors_total", "Sessions that failed to reach a backend.", "pool", "backend"),
 		storeErrors:   counter("affinity_store_errors_total", "Affinity store operations that failed (Redis unreachable), by operation.", "op"),
+		portsExhausted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace,
+			Name: "passive_ports_exhausted_total", Help: "PASV and EPSV answered 425 because every port of passive_ports was taken."}),
 	}
 	reg.MustRegister(m.sessionsActive, m.sessions, m.handshakes, m.logins, m.transfers,
-		m.transferBytes, m.checks, m.dialErrors, m.storeErrors, serverCollector{m})
+		m.transferBytes, m.checks, m.dialErrors, m.storeErrors, m.portsExhausted, serverCollector{m})
 	return m
 }
 
@@ -75,7 +78,7 @@ func MetricNames() []string {
 	names := []string{
 		"sessions_active", "sessions_total", "tls_handshakes_total", "logins_total",
 		"transfers_total", "transfer_bytes_total", "backend_checks_total",
-		"backend_dial_errors_total", "affinity_store_errors_total",
+		"backend_dial_errors_total", "affinity_store_errors_total", "passive_ports_exhausted_total",
 		"backend_up", "backend_sessions_active", "passive_ports_in_use", "affinity_pins",
 	}
 	for i, n := range names {
@@ -165,6 +168,13 @@ func (m *Metrics) storeError(op string) {
 		return
 	}
 	m.storeErrors.WithLabelValues(op).Inc()
+}
+
+func (m *Metrics) passivePortsExhausted() {
+	if m == nil {
+		return
+	}
+	m.portsExhausted.Inc()
 }
 
 // serverCollector reads a Server's gauges when scraped, so they cannot

@@ -48,7 +48,13 @@ func (s *session) passive(cmd ftpctl.Command) error {
 	client, err := s.listenClient(listenIP)
 	if err != nil {
 		back.release()
-		s.log.Error().Err(err).Msg("no passive port")
+		if errors.Is(err, errNoPassivePort) {
+			s.log.Warn().Err(err).Stringer("passive_ports", s.cfg.PassivePorts).
+				Int("in_use", s.srv.ports.inUseCount()).Msg("passive ports exhausted")
+			s.cfg.Metrics.passivePortsExhausted()
+		} else {
+			s.log.Error().Err(err).Msg("no passive port")
+		}
 		return s.reply(ftpctl.CodeCannotOpenData, "Can't open passive connection.")
 	}
 	s.data = s.openData(client, DataPassive, back, backMode)
