@@ -8,11 +8,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -488,59 +486,6 @@ func TestLineTooLong(t *testing.T) {
 	rc.send("CWD " + strings.Repeat("a", 100<<10))
 	rc.expect(500)
 	rc.cmd("NOOP", 200)
-}
-
-// TestManySessions opens sessions by the thousand, 50 at a time, and checks
-// that sessions, backend connections and goroutines all come back.
-func TestManySessions(t *testing.T) {
-	h := newHarness(t, nil, nil)
-	h.backend.FS.WriteFile("/f", []byte("data"))
-	before := runtime.NumGoroutine()
-	n := 1000
-	if testing.Short() {
-		n = 200
-	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 50)
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			c, err := ftp.Dial(h.explicit(), ftp.DialWithTimeout(20*time.Second), ftp.DialWithExplicitTLS(h.client))
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer c.Quit()
-			if err := c.Login("alice", "s3cret-pw"); err != nil {
-				errs <- err
-				return
-			}
-			if i%10 == 0 { // some with a transfer
-				r, err := c.Retr("f")
-				if err != nil {
-					errs <- err
-					return
-				}
-				io.ReadAll(r)
-				if err := r.Close(); err != nil {
-					errs <- err
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	waitFor(t, "sessions to end", func() bool {
-		return h.srv.ActiveSessions() == 0 && h.backend.ActiveSessions() == 0 && h.srv.ports.inUseCount() == 0
-	})
-	waitFor(t, "goroutines to return", func() bool { return runtime.NumGoroutine() <= before+5 })
 }
 
 // TestCommandDuringTransfer: a command sent while data moves is answered
