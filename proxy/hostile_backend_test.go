@@ -365,3 +365,70 @@ func TestForeignPASVAddressNotDialled(t *testing.T) {
 		t.Fatalf("the host named in the 227 got %d connections", n)
 	}
 }
+
+// TestBackendSilentInTransfer: a backend that stops answering in the
+// middle of a transfer, after the data has gone through or with its data
+// connection left open and silent, costs the client a 421 once the data
+// side is over and the backend has had the idle timeout to give its final
+// reply: the session must not wait for that reply for ever.
+func TestBackendSilentInTransfer(t *testing.T) {
+	t.Parallel()
+	for _, holdData := range []bool{false, true} {
+		t.Run("hold data "+strconv.FormatBool(holdData), func(t *testing.T) {
+			t.Parallel()
+			var data net.Listener
+			bad := startFakeBackend(t, scripted(func(c net.Conn, _ *bufio.Reader, verb string) bool {
+				switch verb {
+				case "PASV":
+					var err error
+					if data, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+						io.WriteString(c, "425 no port\r\n")
+						return true
+					}
+					port := data.Addr().(*net.TCPAddr).Port
+					fmt.Fprintf(c, "227 Entering Passive Mode (127,0,0,1,%d,%d).\r\n", port>>8, port&0xff)
+				case "RETR":
+					defer data.Close()
+					conn, err := data.Accept()
+					if err != nil {
+						return true
+					}
+					defer conn.Close()
+					io.WriteString(c, "150 here it comes\r\n")
+					io.WriteString(conn, "some data")
+					if !holdData {
+						conn.Close()
+					}
+					silent(c) // no 226, ever
+				default:
+					return false
+				}
+				return true
+			}))
+			h := newHarness(t, func(c *Config) {
+				c.PlainAllowed = true
+				c.Health.Disabled = true
+				c.Timeouts.Idle = 2 * time.Second
+				c.Timeouts.DataIdle = 2 * time.Second
+				c.Backends = []Backend{{Address: bad.addr(), Name: "bad"}}
+			}, nil)
+			rc := h.raw(h.explicit())
+			rc.expect(220)
+			rc.cmd("USER evil", 331)
+			rc.cmd("PASS pw", 230)
+			port := rc.epsv()
+			dconn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dconn.Close()
+			rc.send("RETR f")
+			rc.expect(150)
+			io.ReadAll(dconn)
+			rc.expect(421)
+			rc.expectClosed()
+			waitFor(t, "log", func() bool { return len(h.logs.records("backend connection lost")) > 0 })
+			waitFor(t, "session end", func() bool { return h.srv.ActiveSessions() == 0 })
+		})
+	}
+}

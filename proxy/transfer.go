@@ -47,9 +47,18 @@ func (s *session) transfer(cmd ftpctl.Command) error {
 	var (
 		final    *ftpctl.Reply
 		dataDone <-chan struct{}
+		// dataOver: the data side ended before the final reply came. The
+		// backend then has the idle timeout to send it, or a backend that
+		// hung would hold the session for ever.
+		dataOver = dc.finished(dir)
 	)
 	for {
 		select {
+		case <-dataOver:
+			dataOver = nil
+			if final == nil {
+				s.backend.conn.SetReadDeadline(time.Now().Add(s.cfg.Timeouts.idle()))
+			}
 		case rr, ok := <-replies:
 			if !ok {
 				replies = nil
@@ -71,7 +80,7 @@ func (s *session) transfer(cmd ftpctl.Command) error {
 				dc.abort()
 				return s.endTransfer(cmd, dir, dc, rr.rep, began)
 			}
-			final, dataDone = &rr.rep, dc.finished(dir)
+			final, dataDone, dataOver = &rr.rep, dc.finished(dir), nil
 		case <-dataDone:
 			rep := *final
 			if _, err := dc.result(dir); errors.Is(err, errNoSessionReuse) {
