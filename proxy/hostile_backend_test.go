@@ -216,6 +216,7 @@ func TestHostileBackends(t *testing.T) {
 		log     string // a message the proxy logs
 		goesOn  bool   // the session survives (425), else it is closed (421)
 		loginOK bool
+		prelim  bool // 1xx replies come before the code, at most maxPreliminary
 	}{
 		{name: "never greets", handle: silent, code: 421, log: "no backend reachable"},
 		{name: "greets with garbage", handle: func(c net.Conn) { io.WriteString(c, "\x16\x03\x01garbage\r\n"); silent(c) },
@@ -243,6 +244,9 @@ func TestHostileBackends(t *testing.T) {
 		{name: "stops answering after login", loginOK: true, verb: "PWD",
 			handle: scripted(on("PWD", silent)),
 			code:   421, log: "backend connection lost"},
+		{name: "endless 1xx replies after login", loginOK: true, verb: "PWD", prelim: true,
+			handle: scripted(on("PWD", func(c net.Conn) { writeForever(c, "150 wait for it\r\n") })),
+			code:   421, log: "backend sent a malformed reply"},
 		{name: "227 port 0", loginOK: true, verb: "EPSV", goesOn: true,
 			handle: scripted(replyTo("PASV", "227 Entering Passive Mode (127,0,0,1,0,0).\r\n")),
 			code:   425, log: "backend passive reply unusable"},
@@ -275,7 +279,26 @@ func TestHostileBackends(t *testing.T) {
 					rc.cmd("PASS pw", 230)
 					rc.send(tc.verb)
 				}
-				rc.expect(tc.code)
+				if tc.prelim {
+					n := 0
+					for {
+						rep, err := rc.r.ReadReply()
+						if err != nil {
+							t.Fatalf("after %d 1xx replies: %v", n, err)
+						}
+						if rep.Code.Final() {
+							if rep.Code != tc.code {
+								t.Fatalf("got %d %q after %d 1xx replies, want %d", rep.Code, rep.Lines, n, tc.code)
+							}
+							break
+						}
+						if n++; n > maxPreliminary {
+							t.Fatalf("more than %d 1xx replies relayed", maxPreliminary)
+						}
+					}
+				} else {
+					rc.expect(tc.code)
+				}
 				if tc.goesOn {
 					rc.cmd("PWD", 257)
 				} else {

@@ -119,7 +119,7 @@ func (s *session) readReplies() <-chan replyResult {
 		defer s.wg.Done()
 		defer close(ch)
 		for {
-			rep, err := s.backend.r.ReadReply()
+			rep, err := s.backend.readReply()
 			select {
 			case ch <- replyResult{rep, err}:
 			case <-s.ctx.Done():
@@ -198,7 +198,7 @@ func (s *session) settleAbort(first ftpctl.Reply) (ftpctl.Reply, error) {
 	}
 	abor := first
 	for {
-		rep, err := s.backend.r.ReadReply()
+		rep, err := s.backend.readReply()
 		if err != nil {
 			return first, s.backendLost(err)
 		}
@@ -216,7 +216,7 @@ func (s *session) settleAbort(first ftpctl.Reply) (ftpctl.Reply, error) {
 // the client's behalf (ABOR), through the final one.
 func (s *session) relayAnswer() error {
 	for {
-		rep, err := s.backend.r.ReadReply()
+		rep, err := s.backend.readReply()
 		if err != nil {
 			return s.backendLost(err)
 		}
