@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -427,19 +428,26 @@ func TestPassivePortReleased(t *testing.T) {
 	rc.cmd("NOOP", 200)
 }
 
-// freePortRange finds n consecutive ports that are free now.
+// freePortRange finds n consecutive ports that are free now, below the
+// kernel's ephemeral range (32768 and up on Linux): ports the kernel hands
+// to the test's own connections would otherwise be taken from under the
+// passive range, and a small range could be all taken at once.
 func freePortRange(t testing.TB, n int) PortRange {
+	const low, high = 10000, 20000
 	for try := 0; try < 50; try++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+		first := low + mrand.IntN(high-low-n)
+		free := true
+		for p := first; p < first+n && free; p++ {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				free = false
+				break
+			}
+			ln.Close()
 		}
-		first := uint16(ln.Addr().(*net.TCPAddr).Port)
-		ln.Close()
-		if int(first)+n > 65535 {
-			continue
+		if free {
+			return PortRange{First: uint16(first), Last: uint16(first + n - 1)}
 		}
-		return PortRange{First: first, Last: first + uint16(n-1)}
 	}
 	t.Fatal("no free port range")
 	return PortRange{}

@@ -38,8 +38,11 @@ func TestClientVanishesMidTransfer(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t, func(c *Config) {
 				c.PassivePorts = freePortRange(t, 16)
-				c.Timeouts.DataIdle = 2 * time.Second
-				c.Timeouts.Idle = 4 * time.Second // frees the silent client's control connection
+				// Short enough to notice the silent client soon, long
+				// enough that the reader beside, starved of CPU on a busy
+				// machine, is not taken for one.
+				c.Timeouts.DataIdle = 5 * time.Second
+				c.Timeouts.Idle = 8 * time.Second // frees the silent client's control connection
 			}, func(b *ftptest.Server) { b.DataTimeout = 5 * time.Second })
 			big := randomBytes(t, 32<<20)
 			h.backend.FS.WriteFile("/big", big)
@@ -117,7 +120,8 @@ func TestClientVanishesMidTransfer(t *testing.T) {
 				ctl.Close()
 			}
 
-			waitFor(t, "the vanished session to end", func() bool { return h.srv.ActiveSessions() == 1 })
+			// The silent one: data_idle, then idle on the control connection.
+			waitWithin(t, time.Minute, "the vanished session to end", func() bool { return h.srv.ActiveSessions() == 1 })
 			if tc.silent {
 				ctl.Close()
 			}
@@ -156,5 +160,18 @@ func TestClientVanishesMidTransfer(t *testing.T) {
 				return h.srv.ActiveSessions() == 0 && h.backend.ActiveSessions() == 0 && h.srv.ports.inUseCount() == 0
 			})
 		})
+	}
+}
+
+// waitWithin is waitFor with a deadline of its own, for waits made of
+// timeouts the test configured.
+func waitWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
