@@ -8,6 +8,9 @@ GO       ?= go
 # deadline exceeded" at the deadline on a busy machine, without any failing
 # input (go.dev/issue/75804, fixed in Go 1.27).
 FUZZTIME ?= 200000x
+# FuzzSession (./proxy/) runs a real session per input, slower: a smaller
+# count, unless FUZZTIME is given (make fuzz FUZZTIME=5m).
+SESSION_FUZZTIME ?= $(if $(filter command line environment,$(origin FUZZTIME)),$(FUZZTIME),3000x)
 # The interop matrix with real servers and clients takes a while.
 TESTTIMEOUT ?= 75m
 
@@ -38,15 +41,18 @@ lint:
 unit:
 	$(GO) test -race -count=1 -p 1 -timeout $(TESTTIMEOUT) ./...
 
-# Every fuzz target of ftpctl, briefly: a regression check on top of the
-# seed corpora that plain go test already runs.
+# Every fuzz target of ftpctl and the session-level one of proxy, briefly:
+# a regression check on top of the seed corpora that plain go test runs.
 fuzz:
 	@set -e; out=$$(mktemp); trap 'rm -f $$out' EXIT; \
-	for f in $$($(GO) test -list '^Fuzz' ./ftpctl/ | grep '^Fuzz'); do \
-		echo "fuzz $$f ($(FUZZTIME))"; \
-		if ! $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./ftpctl/ >$$out 2>&1; then \
-			cat $$out; exit 1; fi; \
-		tail -n 1 $$out; \
+	for pkg in ./ftpctl/ ./proxy/; do \
+		n=$(FUZZTIME); if [ $$pkg = ./proxy/ ]; then n=$(SESSION_FUZZTIME); fi; \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f ($$n)"; \
+			if ! $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $$n $$pkg >$$out 2>&1; then \
+				cat $$out; exit 1; fi; \
+			tail -n 1 $$out; \
+		done; \
 	done
 
 clean:

@@ -51,6 +51,9 @@ func FuzzReadReply(f *testing.F) {
 			if !rep.Code.Valid() || len(rep.Lines) == 0 || len(rep.Lines) > ftpctl.MaxReplyLines {
 				t.Fatalf("ReadReply accepted code %d with %d lines", rep.Code, len(rep.Lines))
 			}
+			if size := len(strings.Join(rep.Lines, "")); size > ftpctl.MaxReplyBytes+fuzzMaxLine {
+				t.Fatalf("ReadReply accepted a reply of %d bytes", size)
+			}
 			wire := rep.String()
 			// Formatting may add one byte (a closing "211" becomes
 			// "211 "), never more.

@@ -11,9 +11,14 @@ import (
 // NewReader is given no limit. RFC 959 sets none; 4 KiB holds any real path.
 const DefaultMaxLine = 4096
 
-// MaxReplyLines bounds a multi-line reply, so a backend that never ends one
-// cannot make a reader buffer without end.
-const MaxReplyLines = 1000
+// MaxReplyLines and MaxReplyBytes bound a multi-line reply, so a backend
+// that never ends one cannot make a reader buffer without end: lines of
+// the full line limit would otherwise reach MaxReplyLines times 4 KiB.
+// The longest real replies (STAT of a directory, HELP, FEAT) are far below.
+const (
+	MaxReplyLines = 1000
+	MaxReplyBytes = 64 << 10 // the text of every line, summed
+)
 
 // Reader reads control lines from a caller's *bufio.Reader with a mandatory
 // line limit. It keeps no other state, so the caller may replace the
@@ -105,8 +110,9 @@ func (r *Reader) ReadReply() (Reply, error) {
 		return rep, nil
 	}
 	end := line[:3] + " "
+	size := len(text)
 	for {
-		if len(rep.Lines) >= MaxReplyLines {
+		if len(rep.Lines) >= MaxReplyLines || size > MaxReplyBytes {
 			return Reply{}, protoErr("multi-line reply too long", line)
 		}
 		l, err := r.ReadLine()
@@ -126,6 +132,7 @@ func (r *Reader) ReadReply() (Reply, error) {
 			return rep, nil
 		}
 		rep.Lines = append(rep.Lines, l)
+		size += len(l)
 	}
 }
 

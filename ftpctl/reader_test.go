@@ -475,6 +475,38 @@ func TestReadReplyMaxReplyLines(t *testing.T) {
 			t.Fatalf("ReadReply of an endless reply: %v, want *ftpctl.ProtocolError", err)
 		}
 	})
+
+	t.Run("over-bytes", func(t *testing.T) {
+		t.Parallel()
+		// Few lines, each near the line limit: bounded by bytes, not lines.
+		long := strings.Repeat("x", ftpctl.DefaultMaxLine-1)
+		var b strings.Builder
+		b.WriteString("211-First\r\n")
+		for range ftpctl.MaxReplyBytes/len(long) + 1 {
+			b.WriteString(" " + long + "\r\n")
+		}
+		b.WriteString("211 End\r\n")
+		got, err := newReader(b.String(), 0).ReadReply()
+		var pe *ftpctl.ProtocolError
+		if !errors.As(err, &pe) {
+			t.Fatalf("ReadReply of %d bytes in %d lines = %d lines, %v; want *ftpctl.ProtocolError",
+				b.Len(), ftpctl.MaxReplyBytes/len(long)+3, len(got.Lines), err)
+		}
+	})
+
+	t.Run("under-bytes", func(t *testing.T) {
+		t.Parallel()
+		long := strings.Repeat("x", 1000)
+		var b strings.Builder
+		b.WriteString("211-First\r\n")
+		for range ftpctl.MaxReplyBytes/1000 - 2 {
+			b.WriteString(long + "\r\n")
+		}
+		b.WriteString("211 End\r\n")
+		if _, err := newReader(b.String(), 0).ReadReply(); err != nil {
+			t.Fatalf("ReadReply of %d bytes: %v", b.Len(), err)
+		}
+	})
 }
 
 // endless is an io.Reader that repeats a pattern for ever.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/ftpsgate/ftpsgate/ftpctl"
@@ -27,6 +28,27 @@ type backendConn struct {
 	// control connection's TLS session, as vsftpd's require_ssl_reuse asks.
 	tls     *tls.Config
 	maxLine int
+	// prelim counts the 1xx replies since the last command sent, so that
+	// a backend that sends them without end is cut off. Atomic: during a
+	// transfer one goroutine reads replies while another sends ABOR.
+	prelim atomic.Int32
+}
+
+// maxPreliminary bounds the 1xx replies to one command. Real servers send
+// one or two; a backend sending more is broken or hostile, and every one
+// of them would be relayed to the client.
+const maxPreliminary = 100
+
+// errTooManyPreliminary is a backend that went over maxPreliminary.
+var errTooManyPreliminary = errors.New("proxy: backend sent too many preliminary replies")
+
+// readReply reads the backend's next reply.
+func (bc *backendConn) readReply() (ftpctl.Reply, error) {
+	rep, err := bc.r.ReadReply()
+	if err == nil && !rep.Code.Final() && bc.prelim.Add(1) > maxPreliminary {
+		return ftpctl.Reply{}, errTooManyPreliminary
+	}
+	return rep, err
 }
 
 // errBackendGreeting is a backend that answered its connection with
@@ -153,6 +175,7 @@ func (bc *backendConn) secureData(ctx context.Context, conn net.Conn) (net.Conn,
 // answer it: a backend that accepts commands and never replies must not
 // hold a session forever.
 func (bc *backendConn) send(cmd ftpctl.Command, timeout time.Duration) error {
+	bc.prelim.Store(0)
 	deadline := time.Now().Add(timeout)
 	bc.conn.SetDeadline(deadline)
 	_, err := bc.conn.Write(cmd.AppendTo(make([]byte, 0, 64)))
@@ -166,7 +189,7 @@ func (bc *backendConn) roundTrip(cmd ftpctl.Command, timeout time.Duration) (ftp
 		return ftpctl.Reply{}, err
 	}
 	for {
-		rep, err := bc.r.ReadReply()
+		rep, err := bc.readReply()
 		if err != nil || rep.Code.Final() {
 			return rep, err
 		}

@@ -411,7 +411,7 @@ func (s *session) relayReply(cmd ftpctl.Command) (ftpctl.Reply, error) {
 		return ftpctl.Reply{}, s.backendLost(err)
 	}
 	for {
-		rep, err := s.backend.r.ReadReply()
+		rep, err := s.backend.readReply()
 		if err != nil {
 			return rep, s.backendLost(err)
 		}
@@ -435,7 +435,7 @@ func (s *session) backendLost(err error) error {
 		return err
 	}
 	var pe *ftpctl.ProtocolError
-	if errors.As(err, &pe) {
+	if errors.As(err, &pe) || errors.Is(err, errTooManyPreliminary) {
 		s.log.Warn().Err(err).Msg("backend sent a malformed reply")
 	} else {
 		s.log.Warn().Err(err).Msg("backend connection lost")

@@ -213,9 +213,18 @@ func (dc *dataChannel) run() {
 		return
 	}
 	// Closing both sockets unblocks both copiers on abort or session end.
+	// Before the data is through that is a reset, not a FIN: the receiver
+	// must see a cut transfer as cut. A FIN would end a vanished client's
+	// upload like a whole file, and the backend would store it and say 226.
+	var delivered atomic.Bool // the data direction ended cleanly
 	stop := context.AfterFunc(dc.ctx, func() {
-		client.Close()
-		backend.Close()
+		if delivered.Load() {
+			client.Close()
+			backend.Close()
+		} else {
+			reset(client)
+			reset(backend)
+		}
 	})
 	defer stop()
 	defer client.Close()
@@ -228,6 +237,9 @@ func (dc *dataChannel) run() {
 			dst, src, n, err, done = backend, client, &dc.up, &dc.upErr, dc.upDone
 		}
 		*n, *err = relayData(dst, src, idle, &dc.moved[d], th)
+		if *err == nil && d == t.dir {
+			delivered.Store(true)
+		}
 		if *err != nil {
 			dc.cancel()
 		}
@@ -265,11 +277,13 @@ func (dc *dataChannel) run() {
 // for the client's handshake.
 func (dc *dataChannel) connect() (client, backend net.Conn, t transferStart, err error) {
 	fail := func(err error) (net.Conn, net.Conn, transferStart, error) {
+		// A reset: a backend whose upload's data connection just ends
+		// would store an empty file as complete.
 		if client != nil {
-			client.Close()
+			reset(client)
 		}
 		if backend != nil {
-			backend.Close()
+			reset(backend)
 		}
 		return nil, nil, t, err
 	}
@@ -562,6 +576,18 @@ func (e *dialEnd) dial(ctx context.Context, from netip.AddrPort) (net.Conn, erro
 		d.Control = reuseAddr
 	}
 	return d.DialContext(ctx, "tcp", e.target.String())
+}
+
+// reset closes c with a TCP reset and without TLS close_notify, so that
+// its peer sees the transfer fail rather than end.
+func reset(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
 }
 
 // isBindError reports whether a dial failed at binding its local address:

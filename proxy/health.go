@@ -173,7 +173,7 @@ func probeLogin(bc *backendConn, h Health) error {
 		return fmt.Errorf("probe LIST: %w", err)
 	}
 	for {
-		rep, err = bc.r.ReadReply()
+		rep, err = bc.readReply()
 		if err != nil {
 			return fmt.Errorf("probe LIST: %w", err)
 		}

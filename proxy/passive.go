@@ -52,7 +52,13 @@ func (s *session) passive(cmd ftpctl.Command) error {
 	client, err := s.listenClient(listenIP, reach)
 	if err != nil {
 		back.release()
-		s.log.Error().Err(err).Msg("no passive port")
+		if errors.Is(err, errNoPassivePort) {
+			s.log.Warn().Err(err).Str("limit", limitPassivePorts).Stringer("passive_ports", s.cfg.PassivePorts).
+				Int("in_use", s.srv.ports.inUseCount()).Msg("passive ports exhausted")
+			s.cfg.Metrics.limitHit(limitPassivePorts)
+		} else {
+			s.log.Error().Err(err).Msg("no passive port")
+		}
 		return s.reply(ftpctl.CodeCannotOpenData, "Can't open passive connection.")
 	}
 	s.data = s.openData(client, DataPassive, back, backMode)

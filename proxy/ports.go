@@ -13,6 +13,10 @@ import (
 // taken.
 var errNoPassivePort = errors.New("proxy: no free passive port")
 
+// errPortTaken is one port of the range that cannot be had; listen goes on
+// to another.
+var errPortTaken = errors.New("proxy: passive port taken")
+
 // maxBindFailures bounds how many ports of the range are tried when the
 // system refuses them (another program holds them), so a crowded range costs
 // a few system calls, not thousands.
@@ -33,9 +37,14 @@ func newPortAllocator(r PortRange) *portAllocator {
 	return &portAllocator{r: r, inUse: make(map[uint16]bool)}
 }
 
-// listen opens a listener on ip with a port from the range, starting at a
-// random place so that ports cannot be predicted and stolen. The returned
-// release must be called once the listener is closed.
+// randomProbes is how many ports are drawn at random before the range is
+// walked: with the range mostly free, each port is equally likely.
+const randomProbes = 32
+
+// listen opens a listener on ip with a port drawn at random from the
+// range, so that the next port cannot be predicted and raced to (port
+// theft, RFC 2577 section 5). The returned release must be called once
+// the listener is closed.
 func (a *portAllocator) listen(ip netip.Addr) (net.Listener, func(), error) {
 	a.mu.Lock()
 	r := a.r
@@ -48,13 +57,12 @@ func (a *portAllocator) listen(ip netip.Addr) (net.Listener, func(), error) {
 		return ln, func() {}, nil
 	}
 	size := r.Size()
-	start := rand.IntN(size)
 	failures := 0
 	var lastErr error
-	for i := range size {
-		port := r.First + uint16((start+i)%size)
+	// try returns errPortTaken when another port should be tried.
+	try := func(port uint16) (net.Listener, func(), error) {
 		if !a.reserve(port) {
-			continue
+			return nil, nil, errPortTaken
 		}
 		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, port)))
 		if err == nil {
@@ -65,8 +73,20 @@ func (a *portAllocator) listen(ip netip.Addr) (net.Listener, func(), error) {
 			return nil, nil, err // the address is not ours: no port will do
 		}
 		lastErr = err
-		if failures++; failures >= maxBindFailures {
-			break
+		failures++
+		return nil, nil, errPortTaken
+	}
+	// Random draws first; then, for a crowded range, a walk from a random
+	// place that finds the last free ports.
+	for range min(randomProbes, size) {
+		if ln, free, err := try(r.First + uint16(rand.IntN(size))); err != errPortTaken {
+			return ln, free, err
+		}
+	}
+	start := rand.IntN(size)
+	for i := 0; i < size && failures < maxBindFailures; i++ {
+		if ln, free, err := try(r.First + uint16((start+i)%size)); err != errPortTaken {
+			return ln, free, err
 		}
 	}
 	if lastErr != nil {

@@ -315,9 +315,9 @@ func TestProxyProtocolDataPorts(t *testing.T) {
 	}
 }
 
-// fakeBackend accepts one connection at a time, records its first line
+// lineBackend accepts one connection at a time, records its first line
 // (the v1 header), greets and answers every command with reply.
-func fakeBackend(t testing.TB, reply string) (addr string, lines <-chan string) {
+func lineBackend(t testing.TB, reply string) (addr string, lines <-chan string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -357,7 +357,7 @@ func fakeBackend(t testing.TB, reply string) (addr string, lines <-chan string) 
 // health check says UNKNOWN rather than claim a client.
 func TestProxyProtocolV1ToBackend(t *testing.T) {
 	t.Parallel()
-	addr, lines := fakeBackend(t, "530 nobody here")
+	addr, lines := lineBackend(t, "530 nobody here")
 	h := newHarness(t, func(c *Config) {
 		c.TrustedProxies = loopbackLB
 		c.Backends = []Backend{{Address: addr, ProxyProtocol: ProxyV1}}

@@ -311,6 +311,15 @@ func (s *session) run() error {
 			continue
 		}
 		s.log.Debug().Str("command", cmd.Redacted()).Msg("command") // PASS and ACCT hidden
+		if strings.ContainsAny(cmd.Arg, "\r\x00") {
+			// A backend that ends lines at a bare CR would run what follows
+			// it as a command the policy never saw; C servers cut at a NUL.
+			s.log.Warn().Str("verb", cmd.Verb).Msg("command refused: CR or NUL in its argument")
+			if err := s.reply(ftpctl.CodeArgSyntaxError, "CR and NUL are not allowed in arguments."); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := s.dispatch(cmd); err != nil {
 			return err
 		}

@@ -49,9 +49,18 @@ func (s *session) transfer(cmd ftpctl.Command) error {
 	var (
 		final    *ftpctl.Reply
 		dataDone <-chan struct{}
+		// dataOver: the data side ended before the final reply came. The
+		// backend then has the idle timeout to send it, or a backend that
+		// hung would hold the session for ever.
+		dataOver = dc.finished(dir)
 	)
 	for {
 		select {
+		case <-dataOver:
+			dataOver = nil
+			if final == nil {
+				s.backend.conn.SetReadDeadline(time.Now().Add(s.cfg.Timeouts.idle()))
+			}
 		case rr, ok := <-replies:
 			if !ok {
 				replies = nil
@@ -73,7 +82,7 @@ func (s *session) transfer(cmd ftpctl.Command) error {
 				dc.abort()
 				return s.endTransfer(cmd, dir, dc, rr.rep, began)
 			}
-			final, dataDone = &rr.rep, dc.finished(dir)
+			final, dataDone, dataOver = &rr.rep, dc.finished(dir), nil
 		case <-dataDone:
 			rep := *final
 			if _, err := dc.result(dir); errors.Is(err, errNoSessionReuse) {
@@ -112,7 +121,7 @@ func (s *session) readReplies() <-chan replyResult {
 		defer s.wg.Done()
 		defer close(ch)
 		for {
-			rep, err := s.backend.r.ReadReply()
+			rep, err := s.backend.readReply()
 			select {
 			case ch <- replyResult{rep, err}:
 			case <-s.ctx.Done():
@@ -191,7 +200,7 @@ func (s *session) settleAbort(first ftpctl.Reply) (ftpctl.Reply, error) {
 	}
 	abor := first
 	for {
-		rep, err := s.backend.r.ReadReply()
+		rep, err := s.backend.readReply()
 		if err != nil {
 			return first, s.backendLost(err)
 		}
@@ -209,7 +218,7 @@ func (s *session) settleAbort(first ftpctl.Reply) (ftpctl.Reply, error) {
 // the client's behalf (ABOR), through the final one.
 func (s *session) relayAnswer() error {
 	for {
-		rep, err := s.backend.r.ReadReply()
+		rep, err := s.backend.readReply()
 		if err != nil {
 			return s.backendLost(err)
 		}

@@ -201,32 +201,38 @@ func (c *session) startTransfer(d dataSetup, j job) {
 		x.abort()
 	}
 	c.mu.Unlock()
+	cmd := c.current
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		defer close(x.done)
 		defer cancel()
-		c.runTransfer(x, d, j)
+		c.runTransfer(x, d, j, cmd)
 	}()
 }
 
 // runTransfer is the body of a transfer: data connection, 150, data, close,
-// final reply (226, or 425 or 426).
-func (c *session) runTransfer(x *transfer, d dataSetup, j job) {
+// final reply (226, or 425 or 426), recorded for Transfers before it is
+// sent.
+func (c *session) runTransfer(x *transfer, d dataSetup, j job, cmd ftpctl.Command) {
+	final := func(code ftpctl.Code, text string) {
+		c.srv.recordTransfer(Transfer{Verb: cmd.Verb, Arg: cmd.Arg, Code: code})
+		c.reply(code, text)
+	}
 	if c.srv.ReplyBeforeData {
 		c.reply(ftpctl.CodeFileStatusOK, j.opening)
 	}
 	conn, err := d.open(x.ctx, c)
 	switch {
 	case errors.Is(err, errAborted):
-		c.reply(ftpctl.CodeTransferAborted, "Transfer aborted.")
+		final(ftpctl.CodeTransferAborted, "Transfer aborted.")
 		return
 	case err != nil:
-		c.reply(ftpctl.CodeCannotOpenData, "Failed to establish connection.")
+		final(ftpctl.CodeCannotOpenData, "Failed to establish connection.")
 		return
 	}
 	if !x.attach(conn) {
-		c.reply(ftpctl.CodeTransferAborted, "Transfer aborted.")
+		final(ftpctl.CodeTransferAborted, "Transfer aborted.")
 		return
 	}
 	if !c.srv.ReplyBeforeData {
@@ -242,13 +248,13 @@ func (c *session) runTransfer(x *transfer, d dataSetup, j job) {
 	}
 	switch {
 	case err == nil && finishErr != nil:
-		c.reply(ftpctl.CodeLocalError, "Local error in processing.")
+		final(ftpctl.CodeLocalError, "Local error in processing.")
 	case err == nil:
-		c.reply(ftpctl.CodeTransferComplete, j.okText)
+		final(ftpctl.CodeTransferComplete, j.okText)
 	case x.ctx.Err() != nil:
-		c.reply(ftpctl.CodeTransferAborted, "Transfer aborted.")
+		final(ftpctl.CodeTransferAborted, "Transfer aborted.")
 	default:
-		c.reply(ftpctl.CodeTransferAborted, j.failMsg)
+		final(ftpctl.CodeTransferAborted, j.failMsg)
 	}
 }
 

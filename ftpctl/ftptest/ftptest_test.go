@@ -521,6 +521,34 @@ func TestAbortUpload(t *testing.T) {
 	if got, ok := srv.FS.ReadFile("up"); !ok || !strings.HasPrefix("partial", string(got)) {
 		t.Fatalf("partial upload %q, %v", got, ok)
 	}
+	// The file is there, but the server knows the upload did not complete.
+	if got, want := srv.Transfers(), []Transfer{{Verb: "STOR", Arg: "up", Code: ftpctl.CodeTransferAborted}}; !slices.Equal(got, want) {
+		t.Fatalf("Transfers() = %v, want %v", got, want)
+	}
+}
+
+// TestTransfersRecorded: a clean end is recorded as 226, a reset data
+// connection as 426, before the final reply is sent.
+func TestTransfersRecorded(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, nil)
+	c := dialCtl(t, srv)
+	c.login()
+	data := dialData(t, c.pasv(), "127.0.0.1")
+	c.cmd("STOR whole", ftpctl.CodeFileStatusOK)
+	data.Write([]byte("all of it"))
+	data.Close()
+	c.expect(ftpctl.CodeTransferComplete)
+	data = dialData(t, c.pasv(), "127.0.0.1")
+	c.cmd("STOR cut", ftpctl.CodeFileStatusOK)
+	data.Write([]byte("some of it"))
+	data.(*net.TCPConn).SetLinger(0) // a reset, not a clean end
+	data.Close()
+	c.expect(ftpctl.CodeTransferAborted)
+	want := []Transfer{{"STOR", "whole", ftpctl.CodeTransferComplete}, {"STOR", "cut", ftpctl.CodeTransferAborted}}
+	if got := srv.Transfers(); !slices.Equal(got, want) {
+		t.Fatalf("Transfers() = %v, want %v", got, want)
+	}
 }
 
 func TestAbortBeforeDataConnection(t *testing.T) {

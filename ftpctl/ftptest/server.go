@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/ftpsgate/ftpsgate/ftpctl"
 )
 
 // DefaultDataTimeout is how long a transfer waits for its data connection
@@ -89,6 +91,7 @@ type Server struct {
 	commands []string              // guarded by mu: every command line received
 	refused  int                   // guarded by mu: passive data connections refused
 	headers  []ProxyHeader         // guarded by mu: PROXY headers received
+	xfers    []Transfer            // guarded by mu: every ended transfer
 	wg       sync.WaitGroup        // the accept loop and every session
 }
 
@@ -198,6 +201,30 @@ func (s *Server) Commands() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.commands...)
+}
+
+// Transfer is one ended data transfer, as the server saw it.
+type Transfer struct {
+	Verb string      // RETR, STOR, APPE, STOU, LIST, NLST, MLSD
+	Arg  string      // the command's argument
+	Code ftpctl.Code // the final reply: 226 only when the data ended cleanly
+}
+
+// Transfers returns every transfer that has sent its final reply, across
+// sessions, in the order they ended. A test tells an aborted upload (426:
+// the data connection failed or was reset) from one taken as complete (226:
+// it ended with a clean close), which the stored file alone cannot: an
+// aborted upload still stores what arrived, as vsftpd does.
+func (s *Server) Transfers() []Transfer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Transfer(nil), s.xfers...)
+}
+
+func (s *Server) recordTransfer(x Transfer) {
+	s.mu.Lock()
+	s.xfers = append(s.xfers, x)
+	s.mu.Unlock()
 }
 
 // ActiveSessions returns the number of control sessions currently open. A

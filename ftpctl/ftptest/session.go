@@ -65,6 +65,7 @@ type session struct {
 	pasv       *passive       // after PASV/EPSV, until a transfer takes it
 	port       netip.AddrPort // after PORT/EPRT, until a transfer takes it
 	facts      factSet        // MLST facts selected by OPTS MLST
+	current    ftpctl.Command // the command being dispatched, for Transfers
 }
 
 func newSession(srv *Server, conn net.Conn) *session {
@@ -147,6 +148,7 @@ func (c *session) dispatch(cmd ftpctl.Command) bool {
 		c.reply(ftpctl.CodeClosing, "Goodbye.")
 		return false
 	default:
+		c.current = ftpctl.Command{Verb: cmd.Verb, Arg: arg}
 		h.do(c, arg)
 	}
 	return true
