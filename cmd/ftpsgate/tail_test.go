@@ -15,6 +15,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jlaffaye/ftp"
 
@@ -616,4 +618,59 @@ func TestTailFollow(t *testing.T) {
 		t.Errorf("tail -f ended with %v", err)
 	}
 	done <- nil // for the deferred wait
+}
+
+// TestTailEscapesClientText: values a client chose (a user name, a path,
+// an SNI, a reason or error echoing them) reach the operator's terminal
+// escaped, in every form, in the generic key=value path, nested in
+// arrays, and in lines that are not JSON.
+func TestTailEscapesClientText(t *testing.T) {
+	t.Parallel()
+	const evil = `x\u001b]0;pwned\u0007\u001b[2J\u202egpj.exe\u2028`
+	const shown = `x\x1b]0;pwned\a\x1b[2J\u202egpj.exe\u2028`
+	const ctx = `"session":"3fa2c1d0e9b7","client":"203.0.113.7:50123"`
+	in := strings.Join([]string{
+		`{"level":"warn",` + ctx + `,"user":"` + evil + `","code":530,"backend":"mem","time":"2026-03-01T12:00:01Z","message":"login failed"}`,
+		`{"level":"info",` + ctx + `,"user":"` + evil + `","reason":"` + evil + `","error":"` + evil + `","duration":1,"transfers":0,"bytes_down":0,"bytes_up":0,"time":"2026-03-01T12:00:01Z","message":"session end"}`,
+		`{"level":"info",` + ctx + `,"user":"u","verb":"RETR","path":"` + evil + `","direction":"download","bytes":1,"code":226,"time":"2026-03-01T12:00:01Z","message":"transfer"}`,
+		`{"level":"info",` + ctx + `,"sni":"` + evil + `","tls_version":"TLS 1.3","cipher":"C","time":"2026-03-01T12:00:01Z","message":"tls established"}`,
+		`{"level":"debug",` + ctx + `,"command":"USER ` + evil + `","time":"2026-03-01T12:00:01Z","message":"command"}`,
+		`{"level":"warn","event":"failed","names":["` + evil + `"],"time":"2026-03-01T12:00:01Z","message":"certificate"}`,
+		`{"level":"warn","` + evil + `":{"k":["` + evil + `"]},"time":"2026-03-01T12:00:01Z","message":"` + evil + `"}`,
+		"not json \x1b[31m\xff\u202e",
+	}, "\n")
+	filter, _ := newRecordFilter("", "", "", "")
+	var out bytes.Buffer
+	tl := &tailer{out: &out, filter: filter, lines: -1, color: true}
+	if err := tl.read(strings.NewReader(in)); err != nil {
+		t.Fatal(err)
+	}
+	got := regexp.MustCompile("\x1b\\[[0-9;]*m").ReplaceAllString(out.String(), "") // our own colours
+	if !utf8.ValidString(got) {
+		t.Errorf("output is not UTF-8: %q", got)
+	}
+	for _, r := range got {
+		if r != '\n' && !unicode.IsGraphic(r) {
+			t.Errorf("%U reached the terminal in:\n%s", r, got)
+		}
+	}
+	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+	for i, want := range []string{
+		"12:00:01 WRN " + shown + "@203.0.113.7 login failed 530 on backend mem [session 3fa2c1d0e9b7]",
+		"12:00:01 INF " + shown + "@203.0.113.7 session end (" + shown + ") after 1ms: 0 transfers, 0 B down, 0 B up: " + shown + " [session 3fa2c1d0e9b7]",
+		"12:00:01 INF u@203.0.113.7 RETR " + shown + " download 1 B 226 [session 3fa2c1d0e9b7]",
+		"12:00:01 INF 203.0.113.7 tls established TLS 1.3 C sni " + shown + " [session 3fa2c1d0e9b7]",
+		"12:00:01 DBG 203.0.113.7 command USER " + shown + " [session 3fa2c1d0e9b7]",
+		"12:00:01 WRN certificate failed: " + shown,
+		"12:00:01 WRN " + shown + " " + shown + `={"k":["` + strings.ReplaceAll(shown, `\`, `\\`) + `"]}`,
+		`not json \x1b[31m\xff\u202e`,
+	} {
+		if i >= len(lines) || lines[i] != want {
+			var g string
+			if i < len(lines) {
+				g = lines[i]
+			}
+			t.Errorf("line %d:\n got %q\nwant %q", i+1, g, want)
+		}
+	}
 }
