@@ -82,6 +82,14 @@ const defaultFollowLines = 10
 // rotation and truncation.
 const tailPoll = 250 * time.Millisecond
 
+// tailBytesPerRecord and tailMinWindow size the end of a file read for
+// its last N records (-n, -f): records are rarely over 1 KiB, so N times
+// 4 KiB holds N of them unless a filter leaves most out.
+const (
+	tailBytesPerRecord = 4 << 10
+	tailMinWindow      = 64 << 10
+)
+
 // maxLogLine bounds a line being assembled; a longer one is printed in
 // pieces rather than buffered without end.
 const maxLogLine = 1 << 20
@@ -142,11 +150,33 @@ func (t *tailer) file(ctx context.Context, path string) error {
 	if poll <= 0 {
 		poll = tailPoll
 	}
+	// skip drops the first line read: set when reading starts mid-file.
+	skip := false
+	line := func(b []byte) {
+		if skip {
+			skip = false
+			return
+		}
+		t.line(b)
+	}
+	if n := t.backlogSize(); n >= 0 && opened.Mode().IsRegular() {
+		// Only the last n records are printed: start near the end
+		// rather than render a large file whole. Starting one byte
+		// early and dropping the first (partial) line keeps a line
+		// that begins exactly at the window.
+		window := max(int64(n)*tailBytesPerRecord, tailMinWindow)
+		if start := opened.Size() - window - 1; start > 0 {
+			if off, err = f.Seek(start, io.SeekStart); err != nil {
+				return err
+			}
+			skip = true
+		}
+	}
 	drain := func() error {
 		for {
 			n, err := f.Read(buf)
 			off += int64(n)
-			lb.add(buf[:n], t.line)
+			lb.add(buf[:n], line)
 			if err == io.EOF {
 				return nil
 			}
@@ -157,6 +187,11 @@ func (t *tailer) file(ctx context.Context, path string) error {
 	}
 	if err := drain(); err != nil {
 		return err
+	}
+	if skip {
+		// No line ended in the window: what was read is the middle of
+		// one longer line, dropped up to its end.
+		lb.partial = lb.partial[:0]
 	}
 	if !t.follow {
 		lb.flush(t.line)
@@ -169,7 +204,7 @@ func (t *tailer) file(ctx context.Context, path string) error {
 	for {
 		select {
 		case <-ctx.Done():
-			lb.flush(t.line)
+			lb.flush(line)
 			return nil
 		case <-tick.C:
 		}
@@ -191,11 +226,13 @@ func (t *tailer) file(ctx context.Context, path string) error {
 				nf.Close()
 				continue
 			}
-			lb.flush(t.line)
+			lb.flush(line)
+			skip = false
 			f.Close()
 			f, opened, off = nf, ni, 0
 		case cur.Size() < off:
-			lb.flush(t.line)
+			lb.flush(line)
+			skip = false
 			if _, err := f.Seek(0, io.SeekStart); err != nil {
 				return err
 			}
@@ -422,7 +459,7 @@ func newRecordFilter(session, user, client, level string) (*recordFilter, error)
 			}
 			p = netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen())
 		}
-		f.client = netip.PrefixFrom(p.Addr().Unmap(), min(p.Bits(), p.Addr().Unmap().BitLen())).Masked()
+		f.client = unmapPrefix(p)
 	}
 	if level != "" {
 		l, err := parseLevel(level)
@@ -432,6 +469,17 @@ func newRecordFilter(session, user, client, level string) (*recordFilter, error)
 		f.level, f.byLevel = l, true
 	}
 	return f, nil
+}
+
+// unmapPrefix turns an IPv4-mapped prefix (::ffff:192.0.2.0/120) into
+// the IPv4 one it means (192.0.2.0/24), as clients' addresses are
+// unmapped before they are compared. A mapped prefix shorter than /96
+// covers more than IPv4 and stays as it is.
+func unmapPrefix(p netip.Prefix) netip.Prefix {
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).Masked()
+	}
+	return p.Masked()
 }
 
 // narrowed reports whether the filter asks for one session, user or
@@ -453,6 +501,11 @@ func (f *recordFilter) match(r *record) bool {
 		case u == "" && f.userSessions[sess]:
 		default:
 			return false
+		}
+		if r.str(zerolog.MessageFieldName) == "session end" {
+			// A session's last record: forget it, or following a busy
+			// log keeps every session ever seen.
+			delete(f.userSessions, sess)
 		}
 	}
 	if f.byLevel {

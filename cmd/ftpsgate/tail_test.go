@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/tls"
 	"flag"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -671,6 +673,98 @@ func TestTailEscapesClientText(t *testing.T) {
 				g = lines[i]
 			}
 			t.Errorf("line %d:\n got %q\nwant %q", i+1, g, want)
+		}
+	}
+}
+
+// TestTailClientMappedPrefix: an IPv4-mapped network means the IPv4
+// network under it, its bits counted from the mapped part.
+func TestTailClientMappedPrefix(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		flag, client string
+		want         bool
+	}{
+		{"::ffff:192.0.2.0/120", "192.0.2.77:5000", true},
+		{"::ffff:192.0.2.0/120", "192.0.3.1:5000", false},
+		{"::ffff:192.0.2.0/120", "[::ffff:192.0.2.9]:5000", true},
+		{"::ffff:192.0.2.7", "192.0.2.7:1", true},
+		{"::ffff:192.0.2.7", "192.0.2.8:1", false},
+		{"192.0.2.0/24", "192.0.2.200:1", true},
+		{"2001:db8::/32", "[2001:db8::1]:1", true},
+	} {
+		f, err := newRecordFilter("", "", tc.flag, "")
+		if err != nil {
+			t.Fatalf("--client %s: %v", tc.flag, err)
+		}
+		rec, _ := parseRecord([]byte(`{"client":"` + tc.client + `","message":"session start"}`))
+		if got := f.match(rec); got != tc.want {
+			t.Errorf("--client %s, client %s: match %v, want %v", tc.flag, tc.client, got, tc.want)
+		}
+	}
+}
+
+// TestTailUserForgetsEndedSessions: --user remembers a user's sessions
+// only until they end, so following a busy log does not grow without end.
+func TestTailUserForgetsEndedSessions(t *testing.T) {
+	t.Parallel()
+	f, _ := newRecordFilter("", "bob", "", "")
+	for i := range 100 {
+		s := strconv.Itoa(i)
+		for _, line := range []string{
+			`{"session":"` + s + `","user":"bob","message":"login failed"}`,
+			`{"session":"` + s + `","message":"command"}`,
+			`{"session":"` + s + `","message":"session end"}`,
+		} {
+			rec, _ := parseRecord([]byte(line))
+			if !f.match(rec) {
+				t.Fatalf("%s: left out", line)
+			}
+		}
+	}
+	if len(f.userSessions) != 0 {
+		t.Errorf("%d ended sessions still remembered", len(f.userSessions))
+	}
+}
+
+// TestTailLastRecordsOfALargeFile: -n N reads the end of a large file,
+// not all of it (the filter sees only the records near the end), and
+// still prints the last N records whole.
+func TestTailLastRecordsOfALargeFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "ftpsgate.log")
+	var b strings.Builder
+	const records = 20000 // about 1.6 MB
+	for i := range records {
+		fmt.Fprintf(&b, `{"level":"info","session":"s%d","user":"alice","time":"2026-03-01T12:00:01Z","message":"r%d"}`+"\n", i, i)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, follow := range []bool{false, true} {
+		filter, _ := newRecordFilter("", "alice", "", "")
+		out := &syncBuffer{}
+		tl := &tailer{out: out, filter: filter, follow: follow, lines: 3, poll: 10 * time.Millisecond}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- tl.file(ctx, path) }()
+		want := ""
+		for i := records - 3; i < records; i++ {
+			want += fmt.Sprintf("12:00:01 INF r%d session=s%d user=alice\n", i, i)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for out.String() != want && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if out.String() != want {
+			t.Errorf("follow %v: got\n%s\nwant\n%s", follow, out.String(), want)
+		}
+		if n := len(filter.userSessions); n > records/4 {
+			t.Errorf("follow %v: %d of %d records read for the last 3", follow, n, records)
 		}
 	}
 }
