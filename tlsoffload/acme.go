@@ -117,6 +117,10 @@ type acmeSource struct {
 	retryMax   time.Duration
 	checkEvery time.Duration // how often Run retries, syncs and looks for overdue renewals
 
+	// challengeTimeout bounds a connection to a challenge listener: a
+	// request's reading and writing, and the idle time between requests.
+	challengeTimeout time.Duration
+
 	mu sync.Mutex // guards install and acmeDomain's supervisor fields
 }
 
@@ -139,6 +143,7 @@ func newACMESource(o *Offload, cfg ACMEConfig) (*acmeSource, error) {
 	a := &acmeSource{
 		o: o, cfg: cfg, byName: map[string]*acmeDomain{},
 		retryBase: 5 * time.Minute, retryMax: 4 * time.Hour, checkEvery: time.Minute,
+		challengeTimeout: 10 * time.Second,
 	}
 	for _, name := range cfg.Domains {
 		d := &acmeDomain{name: normalizeDomain(name)}
@@ -295,9 +300,15 @@ func (a *acmeSource) start(ctx context.Context, wg *sync.WaitGroup) error {
 	}
 	var srv *http.Server
 	if httpLn != nil {
+		// The CA's validation requests are small and quick; anybody
+		// else can reach this port too, so no connection may stay open
+		// for long, idle between requests or not.
 		srv = &http.Server{
 			Handler:           a.http,
-			ReadHeaderTimeout: 10 * time.Second,
+			ReadHeaderTimeout: a.challengeTimeout,
+			ReadTimeout:       a.challengeTimeout,
+			WriteTimeout:      a.challengeTimeout,
+			IdleTimeout:       a.challengeTimeout,
 			ErrorLog:          log.New(io.Discard, "", 0), // tlsoffload does not log
 		}
 		wg.Go(func() { srv.Serve(httpLn) })
@@ -358,7 +369,7 @@ func (a *acmeSource) serveALPN(ln net.Listener, wg *sync.WaitGroup) {
 		}
 		wg.Go(func() {
 			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c.SetDeadline(time.Now().Add(a.challengeTimeout))
 			tls.Server(c, cfg).Handshake()
 		})
 	}

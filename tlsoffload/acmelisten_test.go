@@ -1,0 +1,73 @@
+package tlsoffload
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// freeAddr is a loopback address with a port nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// unreachableACME is an ACME section whose CA refuses connections, so
+// that Start fails at once, with its http-01 listener on a free port.
+func unreachableACME(t *testing.T, domains ...string) ACMEConfig {
+	return ACMEConfig{
+		Domains:      domains,
+		CacheDir:     t.TempDir(),
+		DirectoryURL: "https://" + freeAddr(t) + "/dir",
+		HTTPListen:   freeAddr(t),
+	}
+}
+
+// TestACMEChallengeListenerClosesIdle: a keep-alive connection to the
+// http-01 listener is closed once idle, not kept for ever.
+func TestACMEChallengeListenerClosesIdle(t *testing.T) {
+	t.Parallel()
+	cfg := unreachableACME(t, "ftp.example.com")
+	o, err := New(Config{ACME: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.acme.challengeTimeout = 200 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); o.wg.Wait() }()
+	o.Start(ctx) // fails: the CA is unreachable; the listener stays
+
+	c, err := net.Dial("tcp", cfg.HTTPListen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /.well-known/acme-challenge/x HTTP/1.1\r\nHost: ftp.example.com\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.Close {
+		t.Fatal("the server closes after one request: keep-alive not exercised")
+	}
+	// Far beyond the idle timeout; a connection kept open fails here.
+	c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("idle connection not closed by the server: %v", err)
+	}
+}
