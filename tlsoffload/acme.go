@@ -73,8 +73,8 @@ func (a ACMEConfig) httpListen() string {
 }
 
 // ObtainError is why a certificate for an ACME domain could not be obtained.
-// Start returns one per failed domain, joined; Run reports those it retries
-// as EventFailed.
+// Start returns one per failed domain, joined; every one, at Start and at
+// Run's retries, is also reported as an EventFailed.
 type ObtainError struct {
 	Domain string
 	// Err is autocert's error.
@@ -267,11 +267,11 @@ func hello(name string) *tls.ClientHelloInfo {
 //
 // A listener that cannot be bound is returned as is: the proxy should stop.
 // Domains that failed are returned as *ObtainError, joined (find them with
-// errors.As), each with the CA's message; that is not fatal: handshakes for
+// errors.As), each with the CA's message, and each is reported as an
+// EventFailed too, as Run's retries are; that is not fatal: handshakes for
 // those names get the default certificate, or fail if there is none, and Run
 // tries again with backoff. Without ACME, Start does nothing. Call it once,
-// before Run (Run calls it itself otherwise, and reports its failures as
-// events).
+// before Run (Run calls it itself otherwise).
 func (o *Offload) Start(ctx context.Context) error {
 	if !o.started.CompareAndSwap(false, true) {
 		return errors.New("tlsoffload: Start called twice")
@@ -377,7 +377,8 @@ func (a *acmeSource) serveALPN(ln net.Listener, wg *sync.WaitGroup) {
 
 // obtain asks autocert for d's certificate: from its state or cache at once,
 // else with an order (blocking until issued or failed, a few seconds to a
-// few minutes). It records the result for Run's retries.
+// few minutes). It records the result for Run's retries, and reports a
+// failure as an EventFailed (whoever asked: Start, Run's retries).
 func (a *acmeSource) obtain(d *acmeDomain) error {
 	a.ca.clearProblem(d.name)
 	c, err := a.m.GetCertificate(hello(d.name))
@@ -388,7 +389,9 @@ func (a *acmeSource) obtain(d *acmeDomain) error {
 		d.nextTry = time.Now().Add(a.backoff(d.failures))
 		retry := d.nextTry
 		a.mu.Unlock()
-		return &ObtainError{Domain: d.name, Err: err, CA: a.ca.problem(d.name), Retry: retry}
+		oe := &ObtainError{Domain: d.name, Err: err, CA: a.ca.problem(d.name), Retry: retry}
+		a.o.emit(Event{Kind: EventFailed, Source: "acme", Names: []string{d.name}, Err: oe})
+		return oe
 	}
 	d.failures, d.nextTry = 0, time.Time{}
 	d.managed.Store(true)
@@ -457,11 +460,7 @@ func (a *acmeSource) check(now time.Time, wg *sync.WaitGroup) {
 		if !d.managed.Load() {
 			d.inflight = true
 			a.mu.Unlock()
-			wg.Go(func() {
-				if err := a.obtain(d); err != nil {
-					a.o.emit(Event{Kind: EventFailed, Source: "acme", Names: []string{d.name}, Err: err})
-				}
-			})
+			wg.Go(func() { a.obtain(d) }) // a failure is reported as an event
 			continue
 		}
 		a.mu.Unlock()

@@ -3,6 +3,7 @@ package tlsoffload
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -69,5 +70,49 @@ func TestACMEChallengeListenerClosesIdle(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(15 * time.Second))
 	if _, err := br.ReadByte(); err != io.EOF {
 		t.Errorf("idle connection not closed by the server: %v", err)
+	}
+}
+
+// TestACMEStartReportsFailures: every domain Start could not obtain a
+// certificate for is reported as an event at once (not only at Run's
+// first retry, minutes later), and once, whether Start or Run called it.
+func TestACMEStartReportsFailures(t *testing.T) {
+	t.Parallel()
+	domains := []string{"ftp.example.com", "files.example.com"}
+	for _, viaRun := range []bool{false, true} {
+		var ev events
+		o, err := New(Config{ACME: unreachableACME(t, domains...), OnEvent: ev.add})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		if viaRun {
+			go func() { done <- o.Run(ctx) }()
+			for _, d := range domains {
+				ev.waitFor(t, 30*time.Second, "failed "+d, func(e Event) bool { return e.Kind == EventFailed && e.Names[0] == d })
+			}
+		} else {
+			err := o.Start(ctx)
+			if n := len(collectObtainErrors(err)); n != 2 {
+				t.Errorf("Start: %v, want 2 ObtainErrors", err)
+			}
+			close(done)
+		}
+		cancel()
+		<-done
+		o.wg.Wait()
+		failed := map[string]int{}
+		for _, e := range ev.list() {
+			var oe *ObtainError
+			if e.Kind == EventFailed && errors.As(e.Err, &oe) && e.Source == "acme" && len(e.Names) == 1 && e.Names[0] == oe.Domain {
+				failed[oe.Domain]++
+			}
+		}
+		for _, d := range domains {
+			if failed[d] != 1 {
+				t.Errorf("via Run %v: %s reported %d times: %v", viaRun, d, failed[d], ev.list())
+			}
+		}
 	}
 }
