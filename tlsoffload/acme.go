@@ -135,6 +135,7 @@ type acmeDomain struct {
 	// Guarded by acmeSource.mu.
 	failures        int
 	nextTry         time.Time
+	failedAt        time.Time // when the last obtain failed
 	inflight        bool
 	overdueReported time.Time
 }
@@ -386,7 +387,8 @@ func (a *acmeSource) obtain(d *acmeDomain) error {
 	d.inflight = false
 	if err != nil {
 		d.failures++
-		d.nextTry = time.Now().Add(a.backoff(d.failures))
+		d.failedAt = time.Now()
+		d.nextTry = d.failedAt.Add(max(a.backoff(d.failures), autocertRetryAfter))
 		retry := d.nextTry
 		a.mu.Unlock()
 		oe := &ObtainError{Domain: d.name, Err: err, CA: a.ca.problem(d.name), Retry: retry}
@@ -437,12 +439,19 @@ func (a *acmeSource) install(d *acmeDomain, cert *tls.Certificate, source string
 	a.o.emit(certEvent(kind, source, cert, nil))
 }
 
-// retrySoon lets domains without a certificate try again at the next check.
+// autocertRetryAfter is how long after a failed order autocert answers
+// for the domain with "missing certificate" without asking the CA
+// (autocert's createCertRetryAfter, a minute), and a few seconds more: a
+// try in that window would fail for nothing and double the backoff.
+const autocertRetryAfter = time.Minute + 5*time.Second
+
+// retrySoon lets domains without a certificate try again at the next
+// check, but not before autocert forgets their last failure.
 func (a *acmeSource) retrySoon() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, d := range a.domains {
-		d.nextTry = time.Time{}
+		d.nextTry = d.failedAt.Add(autocertRetryAfter)
 	}
 }
 

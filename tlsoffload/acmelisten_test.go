@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 )
@@ -113,6 +114,41 @@ func TestACMEStartReportsFailures(t *testing.T) {
 			if failed[d] != 1 {
 				t.Errorf("via Run %v: %s reported %d times: %v", viaRun, d, failed[d], ev.list())
 			}
+		}
+	}
+}
+
+// TestACMENoRetryWhileAutocertRemembersFailure: right after a failed
+// order, a retry asked for (SIGHUP's reload) waits until autocert has
+// forgotten the failure; before, it got "missing certificate" from
+// autocert without asking the CA, and counted as one more failure.
+func TestACMENoRetryWhileAutocertRemembersFailure(t *testing.T) {
+	t.Parallel()
+	var ev events
+	o, err := New(Config{ACME: unreachableACME(t, "ftp.example.com"), OnEvent: ev.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.acme.retryBase = time.Millisecond // only autocert's window holds a retry back
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); o.wg.Wait() }()
+	if err := o.Start(ctx); err == nil {
+		t.Fatal("Start: obtained a certificate from an unreachable CA")
+	}
+	d := o.acme.domains[0]
+	for _, retry := range []func(){func() {}, o.acme.retrySoon} {
+		retry()
+		var wg sync.WaitGroup // o.wg holds the listeners too
+		o.acme.check(time.Now().Add(time.Second), &wg)
+		wg.Wait()
+		o.acme.mu.Lock()
+		failures, nextTry, failedAt := d.failures, d.nextTry, d.failedAt
+		o.acme.mu.Unlock()
+		if failures != 1 {
+			t.Fatalf("%d failures: a retry inside autocert's window: %v", failures, ev.list())
+		}
+		if nextTry.Before(failedAt.Add(time.Minute)) {
+			t.Errorf("next try %s, before autocert forgets the failure at %s", nextTry, failedAt.Add(time.Minute))
 		}
 	}
 }
