@@ -363,11 +363,21 @@ func (a *acmeSource) serveALPN(ln net.Listener, wg *sync.WaitGroup) {
 			return a.m.GetCertificate(h)
 		},
 	}
+	var wait time.Duration
 	for {
 		c, err := ln.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
+		if err != nil {
+			// Out of file descriptors, an aborted connection: the
+			// listener is still open and must go on answering, after
+			// a pause that grows as net/http's does.
+			wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+			time.Sleep(wait)
+			continue
+		}
+		wait = 0
 		wg.Go(func() {
 			defer c.Close()
 			c.SetDeadline(time.Now().Add(a.challengeTimeout))

@@ -3,11 +3,15 @@ package tlsoffload
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -151,4 +155,53 @@ func TestACMENoRetryWhileAutocertRemembersFailure(t *testing.T) {
 			t.Errorf("next try %s, before autocert forgets the failure at %s", nextTry, failedAt.Add(time.Minute))
 		}
 	}
+}
+
+// failingListener fails its first Accept as a process out of file
+// descriptors does, then accepts normally.
+type failingListener struct {
+	net.Listener
+	failed atomic.Bool
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	if !l.failed.Swap(true) {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestACMEALPNListenerSurvivesAcceptErrors: an Accept error other than
+// the listener's closing does not end the tls-alpn-01 listener.
+func TestACMEALPNListenerSurvivesAcceptErrors(t *testing.T) {
+	t.Parallel()
+	cfg := unreachableACME(t, "ftp.example.com")
+	o, err := New(Config{ACME: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	go func() { o.acme.serveALPN(&failingListener{Listener: ln}, &wg); close(done) }()
+
+	// Served: the handshake reaches the server, which refuses a hello
+	// without acme-tls/1 with an alert (a listener that stopped would
+	// leave the connection unanswered in its backlog).
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+	err = tls.Client(c, &tls.Config{ServerName: "ftp.example.com", InsecureSkipVerify: true}).Handshake()
+	c.Close()
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("handshake after an Accept error: %v, want the server's refusal", err)
+	}
+	ln.Close()
+	<-done // ends on net.ErrClosed
+	wg.Wait()
 }
