@@ -294,3 +294,38 @@ func TestBindingExtra(t *testing.T) {
 		t.Error("binding found in nothing")
 	}
 }
+
+// TestTicketKeyFileBrokenAgain: polls report a broken key file once (on
+// the second look), and the same broken contents again after a good file
+// came in between.
+func TestTicketKeyFileBrokenAgain(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "ticket.keys")
+	writeTicketKeys(t, keyFile, randomKey(t))
+	var ev events
+	o, err := New(Config{TicketKeyFile: keyFile, OnEvent: ev.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll := func() {
+		o.reloadMu.Lock()
+		defer o.reloadMu.Unlock()
+		o.reloadTicketKeys(false)
+	}
+	broken := []byte("not base64\n")
+	for round := 1; round <= 2; round++ {
+		replaceFile(t, keyFile, broken)
+		poll()
+		poll()
+		poll()
+		if n := ev.count(EventFailed); n != round {
+			t.Fatalf("round %d: %d failure events, want %d: %v", round, n, round, ev.list())
+		}
+		writeTicketKeys(t, keyFile, randomKey(t))
+		poll()
+		if n := ev.count(EventTicketKeys); n != round {
+			t.Fatalf("round %d: good file not loaded: %v", round, ev.list())
+		}
+	}
+}
