@@ -259,7 +259,9 @@ func TestSessionBinding(t *testing.T) {
 
 		// An unbound ticket (from TLSConfig) is foreign too.
 		clientU := newClient()
-		handshake(t, unbound.addr, clientU)
+		if _, err := handshake(t, unbound.addr, clientU); err != nil {
+			t.Fatalf("unbound handshake: %v", err) // no ticket: the check below would prove nothing
+		}
 		if _, err := handshake(t, dataA.addr, clientU); err == nil {
 			t.Error("data of A accepted an unbound ticket")
 		}
@@ -271,7 +273,9 @@ func TestSessionBinding(t *testing.T) {
 		// (curl reuses its last ticket for the next control connection):
 		// it starts afresh, and its data connections resume its tickets.
 		clientB := newClient()
-		handshake(t, controlA.addr, clientB)
+		if cs, err := handshake(t, controlA.addr, clientB); err != nil || cs.DidResume {
+			t.Fatalf("control A for a ticket: resumed %v, %v", cs.DidResume, err) // else no ticket, and B's check passes for nothing
+		}
 		if cs, err := handshake(t, controlB.addr, clientB); err != nil || cs.DidResume {
 			t.Errorf("control B with A's ticket: resumed %v, %v", cs.DidResume, err)
 		}
