@@ -75,6 +75,12 @@ func (c Config) Check() []Problem {
 		if _, _, err := readTicketKeyFile(c.TicketKeyFile); err != nil {
 			ps = append(ps, Problem{Field: "TicketKeyFile", Err: err})
 		}
+		// Whoever reads the keys can decrypt every recorded session
+		// they protected, and resume sessions as any client.
+		if fi, err := os.Stat(c.TicketKeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			ps = append(ps, Problem{Field: "TicketKeyFile", Warning: true,
+				Err: fmt.Errorf("%s is open to group or others (mode %04o): anyone who can read it can decrypt recorded TLS sessions; chmod 600 it", c.TicketKeyFile, fi.Mode().Perm())})
+		}
 	}
 	if len(c.ACME.Domains) > 0 && c.ACME.Cache == nil {
 		if dir := c.acmeCacheDir(); dir != "" {
