@@ -60,8 +60,11 @@ type ACMEConfig struct {
 	// connects to port 443 of each domain), e.g. ":443". Only there is
 	// "acme-tls/1" offered. Zero: no tls-alpn-01.
 	TLSALPNListen string
-	// RenewBefore is how long before expiry a certificate is renewed. Zero:
-	// a third of its lifetime, at most 30 days (autocert's default).
+	// RenewBefore is how long before expiry a certificate is renewed (at
+	// most 30 days); it must be shorter than the certificates' lifetime, or
+	// autocert orders again as soon as it has one (reported as an
+	// EventFailed, and by Check). Zero: a third of the lifetime, at most 30
+	// days (autocert's default).
 	RenewBefore time.Duration
 }
 
@@ -447,6 +450,20 @@ func (a *acmeSource) install(d *acmeDomain, cert *tls.Certificate, source string
 		kind = EventObtained
 	}
 	a.o.emit(certEvent(kind, source, cert, nil))
+	if before, life := renewBefore(a.cfg, cert.Leaf), cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore); before >= life {
+		a.o.emit(certEvent(EventFailed, source, cert, fmt.Errorf(
+			"tlsoffload: acme: renew_before (%s) is not shorter than the certificate's lifetime (%s): autocert orders a new certificate for %s as soon as it has one, again and again; set renew_before well below the lifetime",
+			before, life.Round(time.Second), d.name)))
+	}
+}
+
+// renewBefore is how long before leaf's expiry autocert renews it: its
+// own rule (renewal.go, domainRenewal.next), without the jitter.
+func renewBefore(cfg ACMEConfig, leaf *x509.Certificate) time.Duration {
+	if cfg.RenewBefore > 0 {
+		return min(cfg.RenewBefore, 30*24*time.Hour)
+	}
+	return min(leaf.NotAfter.Sub(leaf.NotBefore)/3, 30*24*time.Hour)
 }
 
 // autocertRetryAfter is how long after a failed order autocert answers
@@ -498,10 +515,7 @@ func (a *acmeSource) checkOverdue(d *acmeDomain, now time.Time) {
 		return
 	}
 	leaf := cur.Leaf
-	before := min(leaf.NotAfter.Sub(leaf.NotBefore)/3, 30*24*time.Hour)
-	if a.cfg.RenewBefore > 0 {
-		before = min(a.cfg.RenewBefore, 30*24*time.Hour)
-	}
+	before := renewBefore(a.cfg, leaf)
 	due := leaf.NotAfter.Add(-before)
 	grace := min(before/10, time.Hour) + 2*a.checkEvery // autocert's jitter, and ours
 	a.mu.Lock()

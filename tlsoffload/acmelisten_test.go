@@ -4,11 +4,15 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -204,4 +208,52 @@ func TestACMEALPNListenerSurvivesAcceptErrors(t *testing.T) {
 	ln.Close()
 	<-done // ends on net.ErrClosed
 	wg.Wait()
+}
+
+// TestACMERenewBeforeLifetime: a certificate whose lifetime is not longer
+// than RenewBefore, which autocert would order again and again, is
+// reported when installed and by Check from the cache.
+func TestACMERenewBeforeLifetime(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		life   time.Duration
+		report bool
+	}{{24 * time.Hour, true}, {30 * 24 * time.Hour, false}} {
+		var ev events
+		cfg := ACMEConfig{Domains: []string{"ftp.example.com"}, CacheDir: t.TempDir(), RenewBefore: 48 * time.Hour}
+		a := &acmeSource{o: &Offload{cfg: Config{OnEvent: ev.add}}, cfg: cfg, checkEvery: time.Minute, byName: map[string]*acmeDomain{}}
+		d := &acmeDomain{name: "ftp.example.com"}
+		a.domains, a.byName[d.name] = []*acmeDomain{d}, d
+		cert, err := SelfSigned([]string{"ftp.example.com"}, tc.life)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.install(d, &cert, "acme")
+		failed := ev.count(EventFailed)
+		if tc.report && (failed != 1 || !strings.Contains(ev.list()[1].Err.Error(), "lifetime")) {
+			t.Errorf("lifetime %s: events %v, want a failure about the lifetime", tc.life, ev.list())
+		}
+		if !tc.report && failed != 0 {
+			t.Errorf("lifetime %s: events %v", tc.life, ev.list())
+		}
+
+		key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cached := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})
+		cached = append(cached, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})...)
+		if err := os.WriteFile(filepath.Join(cfg.CacheDir, "ftp.example.com"), cached, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var warned bool
+		for _, p := range (Config{ACME: cfg}).Check() {
+			if p.Field == "ACME.RenewBefore" && p.Warning && strings.Contains(p.Error(), "lifetime") {
+				warned = true
+			}
+		}
+		if warned != tc.report {
+			t.Errorf("lifetime %s: Check warned %v, want %v", tc.life, warned, tc.report)
+		}
+	}
 }
