@@ -141,6 +141,7 @@ type acmeDomain struct {
 	failedAt        time.Time // when the last obtain failed
 	inflight        bool
 	overdueReported time.Time
+	storeFailed     bool // the cache refused its last certificate (reported)
 }
 
 func newACMESource(o *Offload, cfg ACMEConfig) (*acmeSource, error) {
@@ -564,9 +565,16 @@ func (c observedCache) Put(ctx context.Context, key string, data []byte) error {
 	if cert, perr := parseCachedCert(data); perr == nil {
 		c.a.install(d, cert, "acme")
 	}
-	if err != nil {
+	// autocert treats a failed Put as a failed renewal: it orders the
+	// certificate again 30 to 60 minutes later, until one is stored.
+	// Reported once, until a certificate for the domain is stored again.
+	c.a.mu.Lock()
+	report := err != nil && !d.storeFailed
+	d.storeFailed = err != nil
+	c.a.mu.Unlock()
+	if report {
 		c.a.o.emit(Event{Kind: EventFailed, Source: "acme cache", Names: []string{key},
-			Err: fmt.Errorf("tlsoffload: acme cache: storing the certificate: %w (served until restart, ordered again after)", err)})
+			Err: fmt.Errorf("tlsoffload: acme cache: storing the certificate: %w (it is served, but autocert orders a new one every 30 to 60 minutes until the cache takes it, which uses up the CA's rate limits)", err)})
 	}
 	return err
 }

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/acme/autocert"
 )
 
 // freeAddr is a loopback address with a port nothing listens on.
@@ -237,13 +239,7 @@ func TestACMERenewBeforeLifetime(t *testing.T) {
 			t.Errorf("lifetime %s: events %v", tc.life, ev.list())
 		}
 
-		key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cached := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})
-		cached = append(cached, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})...)
-		if err := os.WriteFile(filepath.Join(cfg.CacheDir, "ftp.example.com"), cached, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(cfg.CacheDir, "ftp.example.com"), cachedForm(t, &cert), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		var warned bool
@@ -255,5 +251,79 @@ func TestACMERenewBeforeLifetime(t *testing.T) {
 		if warned != tc.report {
 			t.Errorf("lifetime %s: Check warned %v, want %v", tc.life, warned, tc.report)
 		}
+	}
+}
+
+// cachedForm is cert as autocert caches it: the key's PEM, then the chain's.
+func cachedForm(t *testing.T, cert *tls.Certificate) []byte {
+	t.Helper()
+	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})
+	for _, der := range cert.Certificate {
+		data = append(data, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	return data
+}
+
+// refusingCache is an autocert cache whose Put fails while full is set.
+type refusingCache struct {
+	autocert.Cache
+	full atomic.Bool
+}
+
+func (c *refusingCache) Put(ctx context.Context, key string, data []byte) error {
+	if c.full.Load() {
+		return errors.New("disk full")
+	}
+	return c.Cache.Put(ctx, key, data)
+}
+
+// TestACMECacheStoreFailure: a renewed certificate the cache cannot store
+// is reported once, saying what autocert does about it (order again every
+// 30 to 60 minutes), and again only after a store succeeded in between.
+func TestACMECacheStoreFailure(t *testing.T) {
+	t.Parallel()
+	var ev events
+	a := &acmeSource{o: &Offload{cfg: Config{OnEvent: ev.add}}, checkEvery: time.Minute, byName: map[string]*acmeDomain{}}
+	d := &acmeDomain{name: "ftp.example.com"}
+	a.domains, a.byName[d.name] = []*acmeDomain{d}, d
+	store := &refusingCache{Cache: autocert.DirCache(t.TempDir())}
+	cache := observedCache{Cache: store, a: a}
+	put := func(full bool) {
+		t.Helper()
+		store.full.Store(full)
+		cert, err := SelfSigned([]string{d.name}, 30*24*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cache.Put(context.Background(), d.name, cachedForm(t, &cert)); (err != nil) != full {
+			t.Fatalf("Put: %v", err)
+		}
+	}
+	put(true)
+	put(true)
+	put(true)
+	if n := ev.count(EventFailed); n != 1 {
+		t.Fatalf("%d failure events for three refused stores, want 1: %v", n, ev.list())
+	}
+	var failed Event
+	for _, e := range ev.list() {
+		if e.Kind == EventFailed {
+			failed = e
+		}
+	}
+	if msg := failed.Err.Error(); !strings.Contains(msg, "disk full") || !strings.Contains(msg, "every 30 to 60 minutes") {
+		t.Errorf("event: %v", msg)
+	}
+	put(false)
+	put(true)
+	if n := ev.count(EventFailed); n != 2 {
+		t.Errorf("%d failure events, want 2: a refusal after a good store is news", n)
+	}
+	if n := ev.count(EventObtained) + ev.count(EventRenewed); n != 5 {
+		t.Errorf("%d certificates installed, want 5: a certificate is served even when not stored", n)
 	}
 }
