@@ -395,8 +395,9 @@ func (a *acmeSource) serveALPN(ln net.Listener, wg *sync.WaitGroup) {
 // few minutes). It records the result for Run's retries, and reports a
 // failure as an EventFailed (whoever asked: Start, Run's retries).
 func (a *acmeSource) obtain(d *acmeDomain) error {
-	a.ca.clearProblem(d.name)
+	a.ca.begin(d.name)
 	c, err := a.m.GetCertificate(hello(d.name))
+	problem := a.ca.end(d.name)
 	a.mu.Lock()
 	d.inflight = false
 	if err != nil {
@@ -405,7 +406,7 @@ func (a *acmeSource) obtain(d *acmeDomain) error {
 		d.nextTry = d.failedAt.Add(max(a.backoff(d.failures), autocertRetryAfter))
 		retry := d.nextTry
 		a.mu.Unlock()
-		oe := &ObtainError{Domain: d.name, Err: err, CA: a.ca.problem(d.name), Retry: retry}
+		oe := &ObtainError{Domain: d.name, Err: err, CA: problem, Retry: retry}
 		a.o.emit(Event{Kind: EventFailed, Source: "acme", Names: []string{d.name}, Err: oe})
 		return oe
 	}
@@ -625,9 +626,13 @@ type caTransport struct {
 	stopCtx context.Context
 	cancel  context.CancelFunc
 
-	mu       sync.Mutex // guards state and problems
+	mu       sync.Mutex // guards state, problems and obtaining
 	state    int        // transportClosed, transportOpen, transportStopped
 	problems map[string]string
+	// obtaining counts the obtains in flight per domain: a problem that
+	// names no domain (a refused request) is attributed to the only one,
+	// and to nobody when several run at once.
+	obtaining map[string]int
 }
 
 const (
@@ -638,7 +643,7 @@ const (
 
 func newCATransport(base http.RoundTripper, dropALPN bool, onProblem func(string, string)) *caTransport {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &caTransport{base: base, dropALPN: dropALPN, onProblem: onProblem, stopCtx: ctx, cancel: cancel, problems: map[string]string{}}
+	return &caTransport{base: base, dropALPN: dropALPN, onProblem: onProblem, stopCtx: ctx, cancel: cancel, problems: map[string]string{}, obtaining: map[string]int{}}
 }
 
 func (t *caTransport) open() {
@@ -656,22 +661,43 @@ func (t *caTransport) stop() {
 	t.cancel()
 }
 
-func (t *caTransport) clearProblem(domain string) {
+// begin marks an obtain for domain in flight, forgetting the CA's earlier
+// problems with it.
+func (t *caTransport) begin(domain string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.problems, domain)
-	delete(t.problems, "")
+	t.obtaining[domain]++
 }
 
-// problem is the last problem the CA reported about domain, else the last
-// one it reported at all.
+// end marks an obtain for domain done and returns the problem the CA
+// reported about domain meanwhile, if any.
+func (t *caTransport) end(domain string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.obtaining[domain]--; t.obtaining[domain] <= 0 {
+		delete(t.obtaining, domain)
+	}
+	return t.problems[domain]
+}
+
+// problem is the last problem the CA reported about domain.
 func (t *caTransport) problem(domain string) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if p := t.problems[domain]; p != "" {
-		return p
+	return t.problems[domain]
+}
+
+// soleObtain is the domain of the only obtain in flight; "" when there
+// are none or several. Called with t.mu held.
+func (t *caTransport) soleObtain() string {
+	if len(t.obtaining) != 1 {
+		return ""
 	}
-	return t.problems[""]
+	for d := range t.obtaining {
+		return d
+	}
+	return ""
 }
 
 func (t *caTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -744,23 +770,38 @@ func (t *caTransport) inspect(status int, body []byte) []byte {
 			Type  string      `json:"type"`
 			Error *problemDoc `json:"error"`
 		} `json:"challenges"`
-		Error *problemDoc `json:"error"` // an order's
+		Error       *problemDoc `json:"error"` // an order's
+		Identifiers []struct {
+			Value string `json:"value"`
+		} `json:"identifiers"` // an order's
 	}
 	if json.Unmarshal(body, &doc) != nil {
 		return body
 	}
-	var found [][2]string // domain, problem
+	// domain "": the request's problem, naming no domain. notify: a
+	// failed challenge, which onProblem hears of (an order's error comes
+	// with its authorization's, told already).
+	type finding struct {
+		domain, problem string
+		notify          bool
+	}
+	var found []finding
 	if status >= 400 && doc.Type != "" && !strings.HasSuffix(doc.Type, ":badNonce") {
-		found = append(found, [2]string{"", doc.problemDoc.String()})
+		found = append(found, finding{"", doc.problemDoc.String(), false})
 	}
 	if doc.Error != nil {
-		found = append(found, [2]string{"", doc.Error.String()})
+		if len(doc.Identifiers) == 0 {
+			found = append(found, finding{"", doc.Error.String(), false})
+		}
+		for _, id := range doc.Identifiers {
+			found = append(found, finding{normalizeDomain(id.Value), doc.Error.String(), false})
+		}
 	}
 	if doc.Identifier != nil {
 		domain := normalizeDomain(doc.Identifier.Value)
 		for _, ch := range doc.Challenges {
 			if ch.Error != nil {
-				found = append(found, [2]string{domain, ch.Type + " challenge: " + ch.Error.String()})
+				found = append(found, finding{domain, ch.Type + " challenge: " + ch.Error.String(), true})
 			}
 		}
 		if t.dropALPN {
@@ -769,11 +810,20 @@ func (t *caTransport) inspect(status int, body []byte) []byte {
 	}
 	for _, f := range found {
 		t.mu.Lock()
-		t.problems[f[0]] = f[1]
-		t.problems[""] = f[1]
+		switch {
+		case f.domain == "":
+			// Several obtains at once: whose it is, nobody knows.
+			if f.domain = t.soleObtain(); f.domain != "" {
+				t.problems[f.domain] = f.problem
+			}
+		case f.notify || t.problems[f.domain] == "":
+			// An order's error ("some of the authorizations failed")
+			// says less than its failed challenge's: kept only alone.
+			t.problems[f.domain] = f.problem
+		}
 		t.mu.Unlock()
-		if f[0] != "" {
-			t.onProblem(f[0], f[1])
+		if f.notify {
+			t.onProblem(f.domain, f.problem)
 		}
 	}
 	return body
