@@ -60,8 +60,11 @@ type ACMEConfig struct {
 	// connects to port 443 of each domain), e.g. ":443". Only there is
 	// "acme-tls/1" offered. Zero: no tls-alpn-01.
 	TLSALPNListen string
-	// RenewBefore is how long before expiry a certificate is renewed. Zero:
-	// a third of its lifetime, at most 30 days (autocert's default).
+	// RenewBefore is how long before expiry a certificate is renewed (at
+	// most 30 days); it must be shorter than the certificates' lifetime, or
+	// autocert orders again as soon as it has one (reported as an
+	// EventFailed, and by Check). Zero: a third of the lifetime, at most 30
+	// days (autocert's default).
 	RenewBefore time.Duration
 }
 
@@ -73,8 +76,8 @@ func (a ACMEConfig) httpListen() string {
 }
 
 // ObtainError is why a certificate for an ACME domain could not be obtained.
-// Start returns one per failed domain, joined; Run reports those it retries
-// as EventFailed.
+// Start returns one per failed domain, joined; every one, at Start and at
+// Run's retries, is also reported as an EventFailed.
 type ObtainError struct {
 	Domain string
 	// Err is autocert's error.
@@ -117,6 +120,10 @@ type acmeSource struct {
 	retryMax   time.Duration
 	checkEvery time.Duration // how often Run retries, syncs and looks for overdue renewals
 
+	// challengeTimeout bounds a connection to a challenge listener: a
+	// request's reading and writing, and the idle time between requests.
+	challengeTimeout time.Duration
+
 	mu sync.Mutex // guards install and acmeDomain's supervisor fields
 }
 
@@ -131,14 +138,17 @@ type acmeDomain struct {
 	// Guarded by acmeSource.mu.
 	failures        int
 	nextTry         time.Time
+	failedAt        time.Time // when the last obtain failed
 	inflight        bool
 	overdueReported time.Time
+	storeFailed     bool // the cache refused its last certificate (reported)
 }
 
 func newACMESource(o *Offload, cfg ACMEConfig) (*acmeSource, error) {
 	a := &acmeSource{
 		o: o, cfg: cfg, byName: map[string]*acmeDomain{},
 		retryBase: 5 * time.Minute, retryMax: 4 * time.Hour, checkEvery: time.Minute,
+		challengeTimeout: 10 * time.Second,
 	}
 	for _, name := range cfg.Domains {
 		d := &acmeDomain{name: normalizeDomain(name)}
@@ -262,11 +272,11 @@ func hello(name string) *tls.ClientHelloInfo {
 //
 // A listener that cannot be bound is returned as is: the proxy should stop.
 // Domains that failed are returned as *ObtainError, joined (find them with
-// errors.As), each with the CA's message; that is not fatal: handshakes for
+// errors.As), each with the CA's message, and each is reported as an
+// EventFailed too, as Run's retries are; that is not fatal: handshakes for
 // those names get the default certificate, or fail if there is none, and Run
 // tries again with backoff. Without ACME, Start does nothing. Call it once,
-// before Run (Run calls it itself otherwise, and reports its failures as
-// events).
+// before Run (Run calls it itself otherwise).
 func (o *Offload) Start(ctx context.Context) error {
 	if !o.started.CompareAndSwap(false, true) {
 		return errors.New("tlsoffload: Start called twice")
@@ -295,9 +305,15 @@ func (a *acmeSource) start(ctx context.Context, wg *sync.WaitGroup) error {
 	}
 	var srv *http.Server
 	if httpLn != nil {
+		// The CA's validation requests are small and quick; anybody
+		// else can reach this port too, so no connection may stay open
+		// for long, idle between requests or not.
 		srv = &http.Server{
 			Handler:           a.http,
-			ReadHeaderTimeout: 10 * time.Second,
+			ReadHeaderTimeout: a.challengeTimeout,
+			ReadTimeout:       a.challengeTimeout,
+			WriteTimeout:      a.challengeTimeout,
+			IdleTimeout:       a.challengeTimeout,
 			ErrorLog:          log.New(io.Discard, "", 0), // tlsoffload does not log
 		}
 		wg.Go(func() { srv.Serve(httpLn) })
@@ -351,14 +367,24 @@ func (a *acmeSource) serveALPN(ln net.Listener, wg *sync.WaitGroup) {
 			return a.m.GetCertificate(h)
 		},
 	}
+	var wait time.Duration
 	for {
 		c, err := ln.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
+		if err != nil {
+			// Out of file descriptors, an aborted connection: the
+			// listener is still open and must go on answering, after
+			// a pause that grows as net/http's does.
+			wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+			time.Sleep(wait)
+			continue
+		}
+		wait = 0
 		wg.Go(func() {
 			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c.SetDeadline(time.Now().Add(a.challengeTimeout))
 			tls.Server(c, cfg).Handshake()
 		})
 	}
@@ -366,18 +392,23 @@ func (a *acmeSource) serveALPN(ln net.Listener, wg *sync.WaitGroup) {
 
 // obtain asks autocert for d's certificate: from its state or cache at once,
 // else with an order (blocking until issued or failed, a few seconds to a
-// few minutes). It records the result for Run's retries.
+// few minutes). It records the result for Run's retries, and reports a
+// failure as an EventFailed (whoever asked: Start, Run's retries).
 func (a *acmeSource) obtain(d *acmeDomain) error {
-	a.ca.clearProblem(d.name)
+	a.ca.begin(d.name)
 	c, err := a.m.GetCertificate(hello(d.name))
+	problem := a.ca.end(d.name)
 	a.mu.Lock()
 	d.inflight = false
 	if err != nil {
 		d.failures++
-		d.nextTry = time.Now().Add(a.backoff(d.failures))
+		d.failedAt = time.Now()
+		d.nextTry = d.failedAt.Add(max(a.backoff(d.failures), autocertRetryAfter))
 		retry := d.nextTry
 		a.mu.Unlock()
-		return &ObtainError{Domain: d.name, Err: err, CA: a.ca.problem(d.name), Retry: retry}
+		oe := &ObtainError{Domain: d.name, Err: err, CA: problem, Retry: retry}
+		a.o.emit(Event{Kind: EventFailed, Source: "acme", Names: []string{d.name}, Err: oe})
+		return oe
 	}
 	d.failures, d.nextTry = 0, time.Time{}
 	d.managed.Store(true)
@@ -421,14 +452,35 @@ func (a *acmeSource) install(d *acmeDomain, cert *tls.Certificate, source string
 		kind = EventObtained
 	}
 	a.o.emit(certEvent(kind, source, cert, nil))
+	if before, life := renewBefore(a.cfg, cert.Leaf), cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore); before >= life {
+		a.o.emit(certEvent(EventFailed, source, cert, fmt.Errorf(
+			"tlsoffload: acme: renew_before (%s) is not shorter than the certificate's lifetime (%s): autocert orders a new certificate for %s as soon as it has one, again and again; set renew_before well below the lifetime",
+			before, life.Round(time.Second), d.name)))
+	}
 }
 
-// retrySoon lets domains without a certificate try again at the next check.
+// renewBefore is how long before leaf's expiry autocert renews it: its
+// own rule (renewal.go, domainRenewal.next), without the jitter.
+func renewBefore(cfg ACMEConfig, leaf *x509.Certificate) time.Duration {
+	if cfg.RenewBefore > 0 {
+		return min(cfg.RenewBefore, 30*24*time.Hour)
+	}
+	return min(leaf.NotAfter.Sub(leaf.NotBefore)/3, 30*24*time.Hour)
+}
+
+// autocertRetryAfter is how long after a failed order autocert answers
+// for the domain with "missing certificate" without asking the CA
+// (autocert's createCertRetryAfter, a minute), and a few seconds more: a
+// try in that window would fail for nothing and double the backoff.
+const autocertRetryAfter = time.Minute + 5*time.Second
+
+// retrySoon lets domains without a certificate try again at the next
+// check, but not before autocert forgets their last failure.
 func (a *acmeSource) retrySoon() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, d := range a.domains {
-		d.nextTry = time.Time{}
+		d.nextTry = d.failedAt.Add(autocertRetryAfter)
 	}
 }
 
@@ -446,11 +498,7 @@ func (a *acmeSource) check(now time.Time, wg *sync.WaitGroup) {
 		if !d.managed.Load() {
 			d.inflight = true
 			a.mu.Unlock()
-			wg.Go(func() {
-				if err := a.obtain(d); err != nil {
-					a.o.emit(Event{Kind: EventFailed, Source: "acme", Names: []string{d.name}, Err: err})
-				}
-			})
+			wg.Go(func() { a.obtain(d) }) // a failure is reported as an event
 			continue
 		}
 		a.mu.Unlock()
@@ -469,10 +517,7 @@ func (a *acmeSource) checkOverdue(d *acmeDomain, now time.Time) {
 		return
 	}
 	leaf := cur.Leaf
-	before := min(leaf.NotAfter.Sub(leaf.NotBefore)/3, 30*24*time.Hour)
-	if a.cfg.RenewBefore > 0 {
-		before = min(a.cfg.RenewBefore, 30*24*time.Hour)
-	}
+	before := renewBefore(a.cfg, leaf)
 	due := leaf.NotAfter.Add(-before)
 	grace := min(before/10, time.Hour) + 2*a.checkEvery // autocert's jitter, and ours
 	a.mu.Lock()
@@ -521,9 +566,16 @@ func (c observedCache) Put(ctx context.Context, key string, data []byte) error {
 	if cert, perr := parseCachedCert(data); perr == nil {
 		c.a.install(d, cert, "acme")
 	}
-	if err != nil {
+	// autocert treats a failed Put as a failed renewal: it orders the
+	// certificate again 30 to 60 minutes later, until one is stored.
+	// Reported once, until a certificate for the domain is stored again.
+	c.a.mu.Lock()
+	report := err != nil && !d.storeFailed
+	d.storeFailed = err != nil
+	c.a.mu.Unlock()
+	if report {
 		c.a.o.emit(Event{Kind: EventFailed, Source: "acme cache", Names: []string{key},
-			Err: fmt.Errorf("tlsoffload: acme cache: storing the certificate: %w (served until restart, ordered again after)", err)})
+			Err: fmt.Errorf("tlsoffload: acme cache: storing the certificate: %w (it is served, but autocert orders a new one every 30 to 60 minutes until the cache takes it, which uses up the CA's rate limits)", err)})
 	}
 	return err
 }
@@ -574,9 +626,13 @@ type caTransport struct {
 	stopCtx context.Context
 	cancel  context.CancelFunc
 
-	mu       sync.Mutex // guards state and problems
+	mu       sync.Mutex // guards state, problems and obtaining
 	state    int        // transportClosed, transportOpen, transportStopped
 	problems map[string]string
+	// obtaining counts the obtains in flight per domain: a problem that
+	// names no domain (a refused request) is attributed to the only one,
+	// and to nobody when several run at once.
+	obtaining map[string]int
 }
 
 const (
@@ -587,7 +643,7 @@ const (
 
 func newCATransport(base http.RoundTripper, dropALPN bool, onProblem func(string, string)) *caTransport {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &caTransport{base: base, dropALPN: dropALPN, onProblem: onProblem, stopCtx: ctx, cancel: cancel, problems: map[string]string{}}
+	return &caTransport{base: base, dropALPN: dropALPN, onProblem: onProblem, stopCtx: ctx, cancel: cancel, problems: map[string]string{}, obtaining: map[string]int{}}
 }
 
 func (t *caTransport) open() {
@@ -605,22 +661,43 @@ func (t *caTransport) stop() {
 	t.cancel()
 }
 
-func (t *caTransport) clearProblem(domain string) {
+// begin marks an obtain for domain in flight, forgetting the CA's earlier
+// problems with it.
+func (t *caTransport) begin(domain string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.problems, domain)
-	delete(t.problems, "")
+	t.obtaining[domain]++
 }
 
-// problem is the last problem the CA reported about domain, else the last
-// one it reported at all.
+// end marks an obtain for domain done and returns the problem the CA
+// reported about domain meanwhile, if any.
+func (t *caTransport) end(domain string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.obtaining[domain]--; t.obtaining[domain] <= 0 {
+		delete(t.obtaining, domain)
+	}
+	return t.problems[domain]
+}
+
+// problem is the last problem the CA reported about domain.
 func (t *caTransport) problem(domain string) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if p := t.problems[domain]; p != "" {
-		return p
+	return t.problems[domain]
+}
+
+// soleObtain is the domain of the only obtain in flight; "" when there
+// are none or several. Called with t.mu held.
+func (t *caTransport) soleObtain() string {
+	if len(t.obtaining) != 1 {
+		return ""
 	}
-	return t.problems[""]
+	for d := range t.obtaining {
+		return d
+	}
+	return ""
 }
 
 func (t *caTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -693,23 +770,38 @@ func (t *caTransport) inspect(status int, body []byte) []byte {
 			Type  string      `json:"type"`
 			Error *problemDoc `json:"error"`
 		} `json:"challenges"`
-		Error *problemDoc `json:"error"` // an order's
+		Error       *problemDoc `json:"error"` // an order's
+		Identifiers []struct {
+			Value string `json:"value"`
+		} `json:"identifiers"` // an order's
 	}
 	if json.Unmarshal(body, &doc) != nil {
 		return body
 	}
-	var found [][2]string // domain, problem
+	// domain "": the request's problem, naming no domain. notify: a
+	// failed challenge, which onProblem hears of (an order's error comes
+	// with its authorization's, told already).
+	type finding struct {
+		domain, problem string
+		notify          bool
+	}
+	var found []finding
 	if status >= 400 && doc.Type != "" && !strings.HasSuffix(doc.Type, ":badNonce") {
-		found = append(found, [2]string{"", doc.problemDoc.String()})
+		found = append(found, finding{"", doc.problemDoc.String(), false})
 	}
 	if doc.Error != nil {
-		found = append(found, [2]string{"", doc.Error.String()})
+		if len(doc.Identifiers) == 0 {
+			found = append(found, finding{"", doc.Error.String(), false})
+		}
+		for _, id := range doc.Identifiers {
+			found = append(found, finding{normalizeDomain(id.Value), doc.Error.String(), false})
+		}
 	}
 	if doc.Identifier != nil {
 		domain := normalizeDomain(doc.Identifier.Value)
 		for _, ch := range doc.Challenges {
 			if ch.Error != nil {
-				found = append(found, [2]string{domain, ch.Type + " challenge: " + ch.Error.String()})
+				found = append(found, finding{domain, ch.Type + " challenge: " + ch.Error.String(), true})
 			}
 		}
 		if t.dropALPN {
@@ -718,11 +810,20 @@ func (t *caTransport) inspect(status int, body []byte) []byte {
 	}
 	for _, f := range found {
 		t.mu.Lock()
-		t.problems[f[0]] = f[1]
-		t.problems[""] = f[1]
+		switch {
+		case f.domain == "":
+			// Several obtains at once: whose it is, nobody knows.
+			if f.domain = t.soleObtain(); f.domain != "" {
+				t.problems[f.domain] = f.problem
+			}
+		case f.notify || t.problems[f.domain] == "":
+			// An order's error ("some of the authorizations failed")
+			// says less than its failed challenge's: kept only alone.
+			t.problems[f.domain] = f.problem
+		}
 		t.mu.Unlock()
-		if f[0] != "" {
-			t.onProblem(f[0], f[1])
+		if f.notify {
+			t.onProblem(f.domain, f.problem)
 		}
 	}
 	return body

@@ -38,15 +38,43 @@ func TestCATransportInspect(t *testing.T) {
 		t.Errorf("reported %q", reported)
 	}
 
-	// A refused request: recorded as the last problem, for any domain.
-	tr.inspect(403, []byte(`{"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"blocked domain"}`))
-	if p := tr.problem("other.example.com"); p != "rejectedIdentifier: blocked domain" {
-		t.Errorf("last problem = %q", p)
+	// A refused request names no domain: it is the only obtain's in
+	// flight, and nobody's when several run at once.
+	refused := []byte(`{"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"blocked domain"}`)
+	tr.begin("other.example.com")
+	tr.inspect(403, refused)
+	if p := tr.end("other.example.com"); p != "rejectedIdentifier: blocked domain" {
+		t.Errorf("the only obtain's problem = %q", p)
+	}
+	tr.begin("a.example.com")
+	tr.begin("b.example.com")
+	tr.inspect(403, refused)
+	if pa, pb := tr.end("a.example.com"), tr.end("b.example.com"); pa != "" || pb != "" {
+		t.Errorf("a refusal during two obtains attributed: %q, %q", pa, pb)
+	}
+	if p := tr.problem("ftp.example.com"); p != want {
+		t.Errorf("another domain's problem changed by a refusal: %q", p)
+	}
+	// An order's error goes to its identifiers, and does not hide the
+	// failed challenge's more telling message.
+	tr.begin("a.example.com")
+	tr.begin("b.example.com")
+	tr.inspect(200, []byte(`{"status":"invalid","identifiers":[{"type":"dns","value":"A.example.com"}],"error":{"type":"urn:ietf:params:acme:error:unauthorized","detail":"authorizations failed"}}`))
+	tr.inspect(200, []byte(`{"status":"invalid","identifiers":[{"type":"dns","value":"ftp.example.com"}],"error":{"type":"urn:ietf:params:acme:error:unauthorized","detail":"authorizations failed"}}`))
+	if pa, pb := tr.end("a.example.com"), tr.end("b.example.com"); pa != "unauthorized: authorizations failed" || pb != "" {
+		t.Errorf("order error attributed to a %q, b %q", pa, pb)
+	}
+	if p := tr.problem("ftp.example.com"); p != want {
+		t.Errorf("order error replaced the challenge's: %q", p)
 	}
 	// badNonce is retried by the client, not a problem.
+	tr.begin("other.example.com")
 	tr.inspect(400, []byte(`{"type":"urn:ietf:params:acme:error:badNonce","detail":"JWS has an invalid anti-replay nonce"}`))
-	if p := tr.problem("other.example.com"); strings.Contains(p, "badNonce") {
+	if p := tr.end("other.example.com"); p != "" {
 		t.Errorf("badNonce recorded: %q", p)
+	}
+	if len(reported) != 1 {
+		t.Errorf("reported %q: only failed challenges are", reported)
 	}
 	// Served tls-alpn-01: authorizations pass untouched.
 	keep := newCATransport(nil, false, func(string, string) {})

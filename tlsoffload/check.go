@@ -75,12 +75,19 @@ func (c Config) Check() []Problem {
 		if _, _, err := readTicketKeyFile(c.TicketKeyFile); err != nil {
 			ps = append(ps, Problem{Field: "TicketKeyFile", Err: err})
 		}
+		// Whoever reads the keys can decrypt every recorded session
+		// they protected, and resume sessions as any client.
+		if fi, err := os.Stat(c.TicketKeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			ps = append(ps, Problem{Field: "TicketKeyFile", Warning: true,
+				Err: fmt.Errorf("%s is open to group or others (mode %04o): anyone who can read it can decrypt recorded TLS sessions; chmod 600 it", c.TicketKeyFile, fi.Mode().Perm())})
+		}
 	}
 	if len(c.ACME.Domains) > 0 && c.ACME.Cache == nil {
 		if dir := c.acmeCacheDir(); dir != "" {
 			if err := checkDirUsable(dir); err != nil {
 				ps = append(ps, Problem{Field: "ACME.CacheDir", Err: err})
 			}
+			ps = append(ps, checkRenewBefore(c.ACME, dir)...)
 		}
 	}
 	if c.ACME.DirectoryCAFile != "" {
@@ -91,6 +98,32 @@ func (c Config) Check() []Problem {
 	if c.StateDir != "" {
 		if err := checkDirUsable(c.StateDir); err != nil {
 			ps = append(ps, Problem{Field: "StateDir", Err: err})
+		}
+	}
+	return ps
+}
+
+// checkRenewBefore warns about cached ACME certificates whose lifetime is
+// not longer than RenewBefore: autocert would renew them as soon as it got
+// them, for ever (the lifetime is the CA's choice, so only certificates
+// already obtained tell).
+func checkRenewBefore(a ACMEConfig, dir string) []Problem {
+	if a.RenewBefore <= 0 {
+		return nil
+	}
+	var ps []Problem
+	for _, d := range a.Domains {
+		data, err := os.ReadFile(filepath.Join(dir, normalizeDomain(d)))
+		if err != nil {
+			continue
+		}
+		cert, err := parseCachedCert(data)
+		if err != nil {
+			continue
+		}
+		if before, life := renewBefore(a, cert.Leaf), cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore); before >= life {
+			ps = append(ps, Problem{Field: "ACME.RenewBefore", Warning: true,
+				Err: fmt.Errorf("%s is not shorter than the lifetime of %s's certificate (%s): it would be ordered again and again", before, d, life.Round(time.Second))})
 		}
 	}
 	return ps

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"math/big"
 	"os"
@@ -73,6 +74,9 @@ func TestCheck(t *testing.T) {
 	inOrder, outOfOrder := chainPair(t, dir, "leaf,inter"), chainPair(t, dir, "inter,leaf")
 	keyFile := filepath.Join(dir, "tickets")
 	os.WriteFile(keyFile, []byte("short\n"), 0o600)
+	openKeyFile := filepath.Join(dir, "open-tickets")
+	os.WriteFile(openKeyFile, []byte(base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n"), 0o600)
+	os.Chmod(openKeyFile, 0o640) // whatever the umask
 
 	type want struct {
 		field   string
@@ -95,6 +99,7 @@ func TestCheck(t *testing.T) {
 		{"chain out of order", Config{CertFile: outOfOrder.CertFile, KeyFile: outOfOrder.KeyFile}, []want{{"KeyFile", false, "does not go with"}, {"CertFile", true, "no subject alternative name"}, {"CertFile", false, "out of order"}, {"CertFile", true, "system roots"}}},
 		{"client auth", Config{ClientAuth: "require"}, []want{{"ClientAuth", false, "client_ca_file"}}},
 		{"ticket key file", Config{TicketKeyFile: keyFile}, []want{{"TicketKeyFile", false, "line 1"}}},
+		{"ticket key file open to the group", Config{TicketKeyFile: openKeyFile}, []want{{"TicketKeyFile", true, "mode 0640"}}},
 		{"old TLS", Config{MinVersion: tls.VersionTLS10}, []want{{"MinVersion", true, "weaknesses"}}},
 		{"acme ok", Config{StateDir: dir, ACME: ACMEConfig{Domains: []string{"ftp.example.com", "files.example.com"}, Email: "ops@example.com"}}, nil},
 		{"acme without domains", Config{ACME: ACMEConfig{Email: "ops@example.com"}}, []want{{"ACME.Domains", false, "needs domains"}}},

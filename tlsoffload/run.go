@@ -19,23 +19,17 @@ import (
 //     certificate (with backoff), picks up renewed certificates, and
 //     reports renewals that are overdue, with the CA's last message.
 //
-// If Start was not called, Run calls it first and reports the domains that
-// failed as EventFailed; it returns an error only if a challenge listener
-// cannot be bound, or when called twice.
+// If Start was not called, Run calls it first (the domains that failed are
+// reported as EventFailed, as always); it returns an error only if a
+// challenge listener cannot be bound, or when called twice.
 func (o *Offload) Run(ctx context.Context) error {
 	if !o.running.CompareAndSwap(false, true) {
 		return errors.New("tlsoffload: Run called twice")
 	}
 	defer o.wg.Wait()
 	if !o.started.Load() {
-		if err := o.Start(ctx); err != nil && ctx.Err() == nil {
-			obtainErrs := collectObtainErrors(err)
-			if len(obtainErrs) == 0 {
-				return err
-			}
-			for _, oe := range obtainErrs {
-				o.emit(Event{Kind: EventFailed, Source: "acme", Names: []string{oe.Domain}, Err: oe})
-			}
+		if err := o.Start(ctx); err != nil && ctx.Err() == nil && collectObtainErrors(err) == nil {
+			return err // a listener; failed domains were reported
 		}
 	}
 

@@ -114,7 +114,9 @@ func (o *Offload) reloadTicketKeys(explicit bool) error {
 		}
 		return err
 	}
-	t.keys, t.fileSum = keys, sum
+	// A good file forgets the broken ones: the same broken contents
+	// written again later are news again, as for certificate pairs.
+	t.keys, t.fileSum, t.seenBad, t.reported = keys, sum, [32]byte{}, [32]byte{}
 	o.config.SetSessionTicketKeys(keys)
 	o.emit(Event{Kind: EventTicketKeys, Source: path})
 	return nil

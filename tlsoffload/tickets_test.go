@@ -259,7 +259,9 @@ func TestSessionBinding(t *testing.T) {
 
 		// An unbound ticket (from TLSConfig) is foreign too.
 		clientU := newClient()
-		handshake(t, unbound.addr, clientU)
+		if _, err := handshake(t, unbound.addr, clientU); err != nil {
+			t.Fatalf("unbound handshake: %v", err) // no ticket: the check below would prove nothing
+		}
 		if _, err := handshake(t, dataA.addr, clientU); err == nil {
 			t.Error("data of A accepted an unbound ticket")
 		}
@@ -271,7 +273,9 @@ func TestSessionBinding(t *testing.T) {
 		// (curl reuses its last ticket for the next control connection):
 		// it starts afresh, and its data connections resume its tickets.
 		clientB := newClient()
-		handshake(t, controlA.addr, clientB)
+		if cs, err := handshake(t, controlA.addr, clientB); err != nil || cs.DidResume {
+			t.Fatalf("control A for a ticket: resumed %v, %v", cs.DidResume, err) // else no ticket, and B's check passes for nothing
+		}
 		if cs, err := handshake(t, controlB.addr, clientB); err != nil || cs.DidResume {
 			t.Errorf("control B with A's ticket: resumed %v, %v", cs.DidResume, err)
 		}
@@ -292,5 +296,40 @@ func TestBindingExtra(t *testing.T) {
 	}
 	if _, ok := binding(nil); ok {
 		t.Error("binding found in nothing")
+	}
+}
+
+// TestTicketKeyFileBrokenAgain: polls report a broken key file once (on
+// the second look), and the same broken contents again after a good file
+// came in between.
+func TestTicketKeyFileBrokenAgain(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "ticket.keys")
+	writeTicketKeys(t, keyFile, randomKey(t))
+	var ev events
+	o, err := New(Config{TicketKeyFile: keyFile, OnEvent: ev.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll := func() {
+		o.reloadMu.Lock()
+		defer o.reloadMu.Unlock()
+		o.reloadTicketKeys(false)
+	}
+	broken := []byte("not base64\n")
+	for round := 1; round <= 2; round++ {
+		replaceFile(t, keyFile, broken)
+		poll()
+		poll()
+		poll()
+		if n := ev.count(EventFailed); n != round {
+			t.Fatalf("round %d: %d failure events, want %d: %v", round, n, round, ev.list())
+		}
+		writeTicketKeys(t, keyFile, randomKey(t))
+		poll()
+		if n := ev.count(EventTicketKeys); n != round {
+			t.Fatalf("round %d: good file not loaded: %v", round, ev.list())
+		}
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
@@ -80,6 +82,14 @@ const defaultFollowLines = 10
 // rotation and truncation.
 const tailPoll = 250 * time.Millisecond
 
+// tailBytesPerRecord and tailMinWindow size the end of a file read for
+// its last N records (-n, -f): records are rarely over 1 KiB, so N times
+// 4 KiB holds N of them unless a filter leaves most out.
+const (
+	tailBytesPerRecord = 4 << 10
+	tailMinWindow      = 64 << 10
+)
+
 // maxLogLine bounds a line being assembled; a longer one is printed in
 // pieces rather than buffered without end.
 const maxLogLine = 1 << 20
@@ -140,11 +150,33 @@ func (t *tailer) file(ctx context.Context, path string) error {
 	if poll <= 0 {
 		poll = tailPoll
 	}
+	// skip drops the first line read: set when reading starts mid-file.
+	skip := false
+	line := func(b []byte) {
+		if skip {
+			skip = false
+			return
+		}
+		t.line(b)
+	}
+	if n := t.backlogSize(); n >= 0 && opened.Mode().IsRegular() {
+		// Only the last n records are printed: start near the end
+		// rather than render a large file whole. Starting one byte
+		// early and dropping the first (partial) line keeps a line
+		// that begins exactly at the window.
+		window := max(int64(n)*tailBytesPerRecord, tailMinWindow)
+		if start := opened.Size() - window - 1; start > 0 {
+			if off, err = f.Seek(start, io.SeekStart); err != nil {
+				return err
+			}
+			skip = true
+		}
+	}
 	drain := func() error {
 		for {
 			n, err := f.Read(buf)
 			off += int64(n)
-			lb.add(buf[:n], t.line)
+			lb.add(buf[:n], line)
 			if err == io.EOF {
 				return nil
 			}
@@ -155,6 +187,11 @@ func (t *tailer) file(ctx context.Context, path string) error {
 	}
 	if err := drain(); err != nil {
 		return err
+	}
+	if skip {
+		// No line ended in the window: what was read is the middle of
+		// one longer line, dropped up to its end.
+		lb.partial = lb.partial[:0]
 	}
 	if !t.follow {
 		lb.flush(t.line)
@@ -167,7 +204,7 @@ func (t *tailer) file(ctx context.Context, path string) error {
 	for {
 		select {
 		case <-ctx.Done():
-			lb.flush(t.line)
+			lb.flush(line)
 			return nil
 		case <-tick.C:
 		}
@@ -189,11 +226,13 @@ func (t *tailer) file(ctx context.Context, path string) error {
 				nf.Close()
 				continue
 			}
-			lb.flush(t.line)
+			lb.flush(line)
+			skip = false
 			f.Close()
 			f, opened, off = nf, ni, 0
 		case cur.Size() < off:
-			lb.flush(t.line)
+			lb.flush(line)
+			skip = false
 			if _, err := f.Seek(0, io.SeekStart); err != nil {
 				return err
 			}
@@ -257,7 +296,7 @@ func (t *tailer) render(b []byte) (string, bool) {
 		if t.filter.narrowed() || len(bytes.TrimSpace(b)) == 0 {
 			return "", false
 		}
-		return string(b), true
+		return displayText(string(b)), true
 	}
 	if !t.filter.match(rec) {
 		return "", false
@@ -420,7 +459,7 @@ func newRecordFilter(session, user, client, level string) (*recordFilter, error)
 			}
 			p = netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen())
 		}
-		f.client = netip.PrefixFrom(p.Addr().Unmap(), min(p.Bits(), p.Addr().Unmap().BitLen())).Masked()
+		f.client = unmapPrefix(p)
 	}
 	if level != "" {
 		l, err := parseLevel(level)
@@ -430,6 +469,17 @@ func newRecordFilter(session, user, client, level string) (*recordFilter, error)
 		f.level, f.byLevel = l, true
 	}
 	return f, nil
+}
+
+// unmapPrefix turns an IPv4-mapped prefix (::ffff:192.0.2.0/120) into
+// the IPv4 one it means (192.0.2.0/24), as clients' addresses are
+// unmapped before they are compared. A mapped prefix shorter than /96
+// covers more than IPv4 and stays as it is.
+func unmapPrefix(p netip.Prefix) netip.Prefix {
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).Masked()
+	}
+	return p.Masked()
 }
 
 // narrowed reports whether the filter asks for one session, user or
@@ -451,6 +501,11 @@ func (f *recordFilter) match(r *record) bool {
 		case u == "" && f.userSessions[sess]:
 		default:
 			return false
+		}
+		if r.str(zerolog.MessageFieldName) == "session end" {
+			// A session's last record: forget it, or following a busy
+			// log keeps every session ever seen.
+			delete(f.userSessions, sess)
 		}
 	}
 	if f.byLevel {
@@ -522,6 +577,7 @@ func (p *recordPrinter) add(words ...string) {
 // people look for, and the message with every other field as key=value
 // for the rest.
 func (p *recordPrinter) format(r *record) string {
+	r = r.display()
 	p.add(p.paint(styleDim, recordTime(r)), p.levelTag(r.level()))
 	msg := r.str(zerolog.MessageFieldName)
 	if form, ok := recordForms[msg]; ok {
@@ -822,4 +878,113 @@ func plural(n int, what string) string {
 		return strconv.Itoa(n) + " " + what[:len(what)-1] + "ies"
 	}
 	return strconv.Itoa(n) + " " + what + "s"
+}
+
+// display returns r with every key and value made safe to print on a
+// terminal (see displayText): the values come from clients (a user name,
+// a path, an SNI) and must not reach the operator's terminal as escape
+// sequences or bidi overrides. Every form and the generic key=value path
+// print from this copy, so no field can be missed.
+func (r *record) display() *record {
+	d := &record{fields: make([]recordField, len(r.fields))}
+	for i, f := range r.fields {
+		d.fields[i] = recordField{key: displayText(f.key), raw: displayJSON(f.raw)}
+	}
+	return d
+}
+
+// displayJSON returns raw with every string in it (keys too, at any
+// depth) passed through displayText; raw itself when nothing needs it.
+func displayJSON(raw json.RawMessage) json.RawMessage {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return json.RawMessage(strconv.Quote(displayText(string(raw))))
+	}
+	// Invalid UTF-8 in raw is decoded as U+FFFD, so it counts as unsafe
+	// even when every decoded string looks clean.
+	if utf8.Valid(raw) && !unsafeJSON(v) {
+		return raw
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if enc.Encode(displayValue(v)) != nil {
+		return json.RawMessage(strconv.Quote(displayText(string(raw))))
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n")
+}
+
+func unsafeJSON(v any) bool {
+	switch v := v.(type) {
+	case string:
+		return displayText(v) != v
+	case []any:
+		for _, e := range v {
+			if unsafeJSON(e) {
+				return true
+			}
+		}
+	case map[string]any:
+		for k, e := range v {
+			if displayText(k) != k || unsafeJSON(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func displayValue(v any) any {
+	switch v := v.(type) {
+	case string:
+		return displayText(v)
+	case []any:
+		for i, e := range v {
+			v[i] = displayValue(e)
+		}
+	case map[string]any:
+		m := make(map[string]any, len(v))
+		for k, e := range v {
+			m[displayText(k)] = displayValue(e)
+		}
+		return m
+	}
+	return v
+}
+
+// displayText returns s with what a terminal would act on rather than
+// show written as Go escapes: control characters (ESC, BEL, CR...),
+// Unicode format characters such as the bidi overrides, line and
+// paragraph separators, and bytes that are not UTF-8. The rest, non-ASCII
+// letters included, is left as it is.
+func displayText(s string) string {
+	i := 0
+	for i < len(s) {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && n == 1) || !unicode.IsGraphic(r) {
+			break
+		}
+		i += n
+	}
+	if i == len(s) {
+		return s
+	}
+	var b strings.Builder
+	b.WriteString(s[:i])
+	for i < len(s) {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unicode.IsGraphic(r):
+			b.WriteRune(r)
+		default:
+			q := strconv.QuoteRuneToGraphic(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+		i += n
+	}
+	return b.String()
 }

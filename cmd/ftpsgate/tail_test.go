@@ -5,16 +5,20 @@ import (
 	"context"
 	"crypto/tls"
 	"flag"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"testing/iotest"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jlaffaye/ftp"
 
@@ -616,4 +620,151 @@ func TestTailFollow(t *testing.T) {
 		t.Errorf("tail -f ended with %v", err)
 	}
 	done <- nil // for the deferred wait
+}
+
+// TestTailEscapesClientText: values a client chose (a user name, a path,
+// an SNI, a reason or error echoing them) reach the operator's terminal
+// escaped, in every form, in the generic key=value path, nested in
+// arrays, and in lines that are not JSON.
+func TestTailEscapesClientText(t *testing.T) {
+	t.Parallel()
+	const evil = `x\u001b]0;pwned\u0007\u001b[2J\u202egpj.exe\u2028`
+	const shown = `x\x1b]0;pwned\a\x1b[2J\u202egpj.exe\u2028`
+	const ctx = `"session":"3fa2c1d0e9b7","client":"203.0.113.7:50123"`
+	in := strings.Join([]string{
+		`{"level":"warn",` + ctx + `,"user":"` + evil + `","code":530,"backend":"mem","time":"2026-03-01T12:00:01Z","message":"login failed"}`,
+		`{"level":"info",` + ctx + `,"user":"` + evil + `","reason":"` + evil + `","error":"` + evil + `","duration":1,"transfers":0,"bytes_down":0,"bytes_up":0,"time":"2026-03-01T12:00:01Z","message":"session end"}`,
+		`{"level":"info",` + ctx + `,"user":"u","verb":"RETR","path":"` + evil + `","direction":"download","bytes":1,"code":226,"time":"2026-03-01T12:00:01Z","message":"transfer"}`,
+		`{"level":"info",` + ctx + `,"sni":"` + evil + `","tls_version":"TLS 1.3","cipher":"C","time":"2026-03-01T12:00:01Z","message":"tls established"}`,
+		`{"level":"debug",` + ctx + `,"command":"USER ` + evil + `","time":"2026-03-01T12:00:01Z","message":"command"}`,
+		`{"level":"warn","event":"failed","names":["` + evil + `"],"time":"2026-03-01T12:00:01Z","message":"certificate"}`,
+		`{"level":"warn","` + evil + `":{"k":["` + evil + `"]},"time":"2026-03-01T12:00:01Z","message":"` + evil + `"}`,
+		"not json \x1b[31m\xff\u202e",
+	}, "\n")
+	filter, _ := newRecordFilter("", "", "", "")
+	var out bytes.Buffer
+	tl := &tailer{out: &out, filter: filter, lines: -1, color: true}
+	if err := tl.read(strings.NewReader(in)); err != nil {
+		t.Fatal(err)
+	}
+	got := regexp.MustCompile("\x1b\\[[0-9;]*m").ReplaceAllString(out.String(), "") // our own colours
+	if !utf8.ValidString(got) {
+		t.Errorf("output is not UTF-8: %q", got)
+	}
+	for _, r := range got {
+		if r != '\n' && !unicode.IsGraphic(r) {
+			t.Errorf("%U reached the terminal in:\n%s", r, got)
+		}
+	}
+	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+	for i, want := range []string{
+		"12:00:01 WRN " + shown + "@203.0.113.7 login failed 530 on backend mem [session 3fa2c1d0e9b7]",
+		"12:00:01 INF " + shown + "@203.0.113.7 session end (" + shown + ") after 1ms: 0 transfers, 0 B down, 0 B up: " + shown + " [session 3fa2c1d0e9b7]",
+		"12:00:01 INF u@203.0.113.7 RETR " + shown + " download 1 B 226 [session 3fa2c1d0e9b7]",
+		"12:00:01 INF 203.0.113.7 tls established TLS 1.3 C sni " + shown + " [session 3fa2c1d0e9b7]",
+		"12:00:01 DBG 203.0.113.7 command USER " + shown + " [session 3fa2c1d0e9b7]",
+		"12:00:01 WRN certificate failed: " + shown,
+		"12:00:01 WRN " + shown + " " + shown + `={"k":["` + strings.ReplaceAll(shown, `\`, `\\`) + `"]}`,
+		`not json \x1b[31m\xff\u202e`,
+	} {
+		if i >= len(lines) || lines[i] != want {
+			var g string
+			if i < len(lines) {
+				g = lines[i]
+			}
+			t.Errorf("line %d:\n got %q\nwant %q", i+1, g, want)
+		}
+	}
+}
+
+// TestTailClientMappedPrefix: an IPv4-mapped network means the IPv4
+// network under it, its bits counted from the mapped part.
+func TestTailClientMappedPrefix(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		flag, client string
+		want         bool
+	}{
+		{"::ffff:192.0.2.0/120", "192.0.2.77:5000", true},
+		{"::ffff:192.0.2.0/120", "192.0.3.1:5000", false},
+		{"::ffff:192.0.2.0/120", "[::ffff:192.0.2.9]:5000", true},
+		{"::ffff:192.0.2.7", "192.0.2.7:1", true},
+		{"::ffff:192.0.2.7", "192.0.2.8:1", false},
+		{"192.0.2.0/24", "192.0.2.200:1", true},
+		{"2001:db8::/32", "[2001:db8::1]:1", true},
+	} {
+		f, err := newRecordFilter("", "", tc.flag, "")
+		if err != nil {
+			t.Fatalf("--client %s: %v", tc.flag, err)
+		}
+		rec, _ := parseRecord([]byte(`{"client":"` + tc.client + `","message":"session start"}`))
+		if got := f.match(rec); got != tc.want {
+			t.Errorf("--client %s, client %s: match %v, want %v", tc.flag, tc.client, got, tc.want)
+		}
+	}
+}
+
+// TestTailUserForgetsEndedSessions: --user remembers a user's sessions
+// only until they end, so following a busy log does not grow without end.
+func TestTailUserForgetsEndedSessions(t *testing.T) {
+	t.Parallel()
+	f, _ := newRecordFilter("", "bob", "", "")
+	for i := range 100 {
+		s := strconv.Itoa(i)
+		for _, line := range []string{
+			`{"session":"` + s + `","user":"bob","message":"login failed"}`,
+			`{"session":"` + s + `","message":"command"}`,
+			`{"session":"` + s + `","message":"session end"}`,
+		} {
+			rec, _ := parseRecord([]byte(line))
+			if !f.match(rec) {
+				t.Fatalf("%s: left out", line)
+			}
+		}
+	}
+	if len(f.userSessions) != 0 {
+		t.Errorf("%d ended sessions still remembered", len(f.userSessions))
+	}
+}
+
+// TestTailLastRecordsOfALargeFile: -n N reads the end of a large file,
+// not all of it (the filter sees only the records near the end), and
+// still prints the last N records whole.
+func TestTailLastRecordsOfALargeFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "ftpsgate.log")
+	var b strings.Builder
+	const records = 20000 // about 1.6 MB
+	for i := range records {
+		fmt.Fprintf(&b, `{"level":"info","session":"s%d","user":"alice","time":"2026-03-01T12:00:01Z","message":"r%d"}`+"\n", i, i)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, follow := range []bool{false, true} {
+		filter, _ := newRecordFilter("", "alice", "", "")
+		out := &syncBuffer{}
+		tl := &tailer{out: out, filter: filter, follow: follow, lines: 3, poll: 10 * time.Millisecond}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- tl.file(ctx, path) }()
+		want := ""
+		for i := records - 3; i < records; i++ {
+			want += fmt.Sprintf("12:00:01 INF r%d session=s%d user=alice\n", i, i)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for out.String() != want && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if out.String() != want {
+			t.Errorf("follow %v: got\n%s\nwant\n%s", follow, out.String(), want)
+		}
+		if n := len(filter.userSessions); n > records/4 {
+			t.Errorf("follow %v: %d of %d records read for the last 3", follow, n, records)
+		}
+	}
 }
