@@ -14,7 +14,7 @@ require (
 	golang.org/x/crypto v0.59.0
 )
 
-require go.yaml.in/yaml/v3 v3.0.5 // indirect
+require go.yaml.in/yaml/v3 v3.0.5
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
