@@ -21,11 +21,11 @@ func TestCertificateRecords(t *testing.T) {
 		want  map[string]any
 	}{
 		{tlsoffload.Event{Kind: tlsoffload.EventLoaded, Source: "/etc/ftpsgate/cert.pem", Names: []string{"ftp.example.com"}, Serial: "0a1b", NotAfter: expiry},
-			"info", map[string]any{"event": "loaded", "source": "/etc/ftpsgate/cert.pem", "names": []any{"ftp.example.com"}, "serial": "0a1b", "not_after": "2027-03-01T12:00:00Z"}},
+			"info", map[string]any{"event": "loaded", "source": "/etc/ftpsgate/cert.pem", "names": []any{"ftp.example.com"}, "serial": "0a1b", "not_after": "2027-03-01T12:00:00.000Z"}},
 		{tlsoffload.Event{Kind: tlsoffload.EventGenerated, Source: "self-signed", Names: []string{"localhost"}},
 			"warn", map[string]any{"event": "generated", "source": "self-signed", "names": []any{"localhost"}}},
 		{tlsoffload.Event{Kind: tlsoffload.EventRenewed, Source: "acme renewal", Names: []string{"ftp.example.com"}, NotAfter: expiry},
-			"info", map[string]any{"event": "renewed", "source": "acme renewal", "not_after": "2027-03-01T12:00:00Z"}},
+			"info", map[string]any{"event": "renewed", "source": "acme renewal", "not_after": "2027-03-01T12:00:00.000Z"}},
 		{tlsoffload.Event{Kind: tlsoffload.EventTicketKeys, Source: "/etc/ftpsgate/ticket-keys"},
 			"info", map[string]any{"event": "ticket keys", "source": "/etc/ftpsgate/ticket-keys"}},
 		{tlsoffload.Event{Kind: tlsoffload.EventFailed, Source: "/etc/ftpsgate/cert.pem", Err: errors.New("tlsoffload: no such file")},

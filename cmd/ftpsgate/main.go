@@ -36,6 +36,10 @@ import (
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
 var version = ""
 
+// Records carry milliseconds: a session's events fall within one second
+// more often than not. Still RFC 3339, which every log pipeline reads.
+func init() { zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00" }
+
 func main() {
 	if err := newApp().Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "ftpsgate:", err)
