@@ -44,23 +44,27 @@ func relayData(dst, src net.Conn, idle time.Duration) (int64, error) {
 	return n, nil
 }
 
-// copySplice moves bytes between two TCP sockets through io.CopyN, which the
-// runtime turns into splice(2): no copy through user space.
+// copySplice moves bytes between two TCP sockets through ReadFrom of a
+// LimitedReader, which the runtime turns into splice(2): no copy through
+// user space. The one LimitedReader is reused for every chunk, where
+// io.CopyN would allocate one per chunk.
 func copySplice(dst *net.TCPConn, src net.Conn, idle time.Duration) (int64, error) {
 	var n int64
+	chunk := &io.LimitedReader{R: src}
 	for {
 		if idle > 0 {
 			deadline := time.Now().Add(idle)
 			src.SetReadDeadline(deadline)
 			dst.SetWriteDeadline(deadline)
 		}
-		m, err := io.CopyN(dst, src, spliceChunk)
+		chunk.N = spliceChunk
+		m, err := dst.ReadFrom(chunk)
 		n += m
-		if errors.Is(err, io.EOF) {
-			return n, nil
-		}
 		if err != nil {
 			return n, err
+		}
+		if chunk.N > 0 { // src ended within the chunk
+			return n, nil
 		}
 	}
 }
