@@ -1,6 +1,7 @@
 # ftpsgate: the commands a newcomer needs.
 #   make demo   run the proxy in front of an in-memory FTP server
 #   make test   install the test tools, then vet, race-test and fuzz everything
+#   make bench  the data path's speed beside its limit, in one process
 
 GO       ?= go
 # Executions per fuzz target, about 10 s each here. A count, not a
@@ -11,7 +12,7 @@ FUZZTIME ?= 200000x
 # The interop matrix with real servers and clients takes a while.
 TESTTIMEOUT ?= 75m
 
-.PHONY: all build demo test setup lint unit fuzz clean
+.PHONY: all build demo test setup lint unit fuzz bench clean
 
 all: build
 
@@ -48,6 +49,12 @@ fuzz:
 			cat $$out; exit 1; fi; \
 		tail -n 1 $$out; \
 	done
+
+# Benchmarks of the data path (proxy/bench_test.go), each ftpsgate figure
+# printed beside its limit, a bare relay of the same copy code. Not part of
+# make test: speed is measured, never asserted.
+bench:
+	$(GO) test -run '^$$' -bench '^Benchmark(Data|Files4KiB|Setup)$$' -benchmem -count 1 -timeout 30m ./proxy/ | $(GO) run ./bench/ratio
 
 clean:
 	rm -rf bin

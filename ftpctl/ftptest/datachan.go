@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -323,4 +324,18 @@ func sendData(conn net.Conn, data []byte) error {
 func receiveData(conn net.Conn, buf *bytes.Buffer) error {
 	_, err := buf.ReadFrom(conn)
 	return err
+}
+
+// discardData is the copier of uploads under DiscardUploads.
+func discardData(conn net.Conn) error {
+	buf := make([]byte, 64<<10)
+	for {
+		_, err := conn.Read(buf)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }

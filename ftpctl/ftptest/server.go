@@ -61,6 +61,12 @@ type Server struct {
 	// that waits for 150 before connecting hangs against it.
 	ReplyBeforeData bool
 
+	// DiscardUploads makes STOR, APPE and STOU read the data and drop it,
+	// leaving an empty file: for benchmarks and load tests that move more
+	// than memory should hold, and that would otherwise measure this
+	// server growing buffers.
+	DiscardUploads bool
+
 	// FS holds the files. NewServer and NewUnstartedServer make an empty one;
 	// Start makes one if it is nil.
 	FS *FS
