@@ -207,11 +207,14 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-// run does the whole benchmark and returns its results.
+// run does the whole benchmark and returns its results. ctx ends on
+// Ctrl-C and cuts everything; the end of --duration only stops new work,
+// so that what is in flight then finishes and is counted.
 func (b *bencher) run(ctx context.Context) benchResult {
+	stop := ctx
 	if b.duration > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, b.duration)
+		stop, cancel = context.WithTimeout(ctx, b.duration)
 		defer cancel()
 	}
 	if b.op == "retr" && b.path == "" && b.idle == 0 {
@@ -225,11 +228,11 @@ func (b *bencher) run(ctx context.Context) benchResult {
 	began := time.Now()
 	var held int
 	if b.idle > 0 {
-		held = b.hold(ctx)
+		held = b.hold(stop, ctx)
 	} else {
 		var wg sync.WaitGroup
 		for w := range b.workers {
-			wg.Go(func() { b.work(ctx, w) })
+			wg.Go(func() { b.work(stop, ctx, w) })
 		}
 		wg.Wait()
 	}
@@ -254,9 +257,9 @@ func (b *bencher) take() bool {
 	return b.count == 0 || b.claimed.Add(1) <= b.count
 }
 
-// work is one worker: sessions one after another until the end.
-func (b *bencher) work(ctx context.Context, w int) {
-	for ctx.Err() == nil {
+// work is one worker: sessions one after another until stop.
+func (b *bencher) work(stop, ctx context.Context, w int) {
+	for stop.Err() == nil {
 		if b.op == "login" && !b.take() {
 			return
 		}
@@ -264,7 +267,7 @@ func (b *bencher) work(ctx context.Context, w int) {
 		if err != nil {
 			if ctx.Err() == nil {
 				b.stats.fail(err)
-				pause(ctx, 100*time.Millisecond) // a refusing server is not hammered
+				pause(stop, 100*time.Millisecond) // a refusing server is not hammered
 			}
 			continue
 		}
@@ -274,7 +277,7 @@ func (b *bencher) work(ctx context.Context, w int) {
 			continue
 		}
 		err = nil
-		for i := 0; (b.perSession == 0 || i < b.perSession) && ctx.Err() == nil; i++ {
+		for i := 0; (b.perSession == 0 || i < b.perSession) && stop.Err() == nil; i++ {
 			if !b.take() {
 				c.quit()
 				return
@@ -299,9 +302,9 @@ func (b *bencher) work(ctx context.Context, w int) {
 	}
 }
 
-// hold opens b.idle sessions, b.workers at a time, keeps them until ctx
-// ends, and returns how many still answer NOOP then.
-func (b *bencher) hold(ctx context.Context) int {
+// hold opens b.idle sessions, b.workers at a time, keeps them until stop,
+// and returns how many still answer NOOP then.
+func (b *bencher) hold(stop, ctx context.Context) int {
 	var (
 		mu    sync.Mutex
 		conns []*benchConn
@@ -310,7 +313,7 @@ func (b *bencher) hold(ctx context.Context) int {
 	)
 	for range b.workers {
 		wg.Go(func() {
-			for next.Add(1) <= int64(b.idle) && ctx.Err() == nil {
+			for next.Add(1) <= int64(b.idle) && stop.Err() == nil {
 				c, setup, err := b.login(ctx)
 				if err != nil {
 					if ctx.Err() == nil {
@@ -326,7 +329,7 @@ func (b *bencher) hold(ctx context.Context) int {
 		})
 	}
 	wg.Wait()
-	<-ctx.Done()
+	<-stop.Done()
 	var held atomic.Int64
 	sem := make(chan struct{}, 64)
 	for _, c := range conns {
@@ -554,8 +557,9 @@ func (c *benchConn) transfer(ctx context.Context, b *bencher, line string, size 
 			}
 		}
 	}
-	// Control and data may end in either order; the final reply says
-	// whether the server got (or sent) everything.
+	// Closed before the final reply is read, as curl and ftplib do: some
+	// servers answer only once the data connection is gone.
+	raw.Close()
 	rep, err = c.read()
 	if err != nil || rep.Code.Class() != ftpctl.ClassCompletion {
 		return n, fmt.Errorf("%s: %s", line, replyOrErr(rep, err))
