@@ -416,6 +416,8 @@ func (c *benchSession) transfer(b *testing.B, dir direction, n int64) {
 			b.Fatal(err)
 		}
 	}
+	// Closed before the final reply, as curl and ftplib do.
+	data.Close()
 	c.expect(b, ftpctl.CodeTransferComplete)
 }
 
