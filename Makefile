@@ -2,6 +2,7 @@
 #   make demo   run the proxy in front of an in-memory FTP server
 #   make test   install the test tools, then vet, race-test and fuzz everything
 #   make bench  the data path's speed beside its limit, in one process
+#   make bench-peers  the same load against ftpsgate and ProFTPD mod_proxy
 
 GO       ?= go
 # Executions per fuzz target, about 10 s each here. A count, not a
@@ -12,7 +13,7 @@ FUZZTIME ?= 200000x
 # The interop matrix with real servers and clients takes a while.
 TESTTIMEOUT ?= 75m
 
-.PHONY: all build demo test setup lint unit fuzz bench clean
+.PHONY: all build demo test setup lint unit fuzz bench bench-peers clean
 
 all: build
 
@@ -55,6 +56,11 @@ fuzz:
 # make test: speed is measured, never asserted.
 bench:
 	$(GO) test -run '^$$' -bench '^Benchmark(Data|Files4KiB|Setup)$$' -benchmem -count 1 -timeout 30m ./proxy/ | $(GO) run ./bench/ratio
+
+# ftpsgate and ProFTPD 1.3.8 + mod_proxy in front of the same vsftpd, under
+# the same load (bench/peers.sh: root, Debian 12, the integration lock).
+bench-peers:
+	bash bench/peers.sh
 
 clean:
 	rm -rf bin
