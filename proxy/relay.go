@@ -9,8 +9,13 @@ import (
 	"time"
 )
 
-// copyBufSize is one read's worth of data relay: two TLS records.
-const copyBufSize = 32 << 10
+// copyBufSize is one read's worth of data relay: eight full TLS records
+// per Write. Measured with curl through ftpsgate in front of vsftpd (make
+// bench-peers), a PROT P download cost 1.55-1.72 CPU s/GiB with 32 KiB,
+// 1.13 with 128 KiB and 1.03 with 256 KiB: fewer read syscalls and
+// deadline updates per byte. The buffer is pooled and held only while a
+// transfer runs, never by an idle session.
+const copyBufSize = 128 << 10
 
 // spliceChunk is how much a plain-to-plain copy moves per io.CopyN call:
 // small enough that the idle deadline, refreshed per chunk, stays meaningful
