@@ -67,6 +67,13 @@ type Server struct {
 	// server growing buffers.
 	DiscardUploads bool
 
+	// PassivePortMin and PassivePortMax, when both are set, are the range
+	// passive listeners take their ports from, as vsftpd's pasv_min_port
+	// and pasv_max_port. Zero: an ephemeral port, which the kernel finds
+	// slowly (a millisecond and more per PASV) once thousands of recent
+	// connections crowd the ephemeral range, as in benchmarks.
+	PassivePortMin, PassivePortMax uint16
+
 	// FS holds the files. NewServer and NewUnstartedServer make an empty one;
 	// Start makes one if it is nil.
 	FS *FS
@@ -86,6 +93,7 @@ type Server struct {
 	sessions map[*session]struct{} // guarded by mu: the open control sessions
 	commands []string              // guarded by mu: every command line received
 	refused  int                   // guarded by mu: passive data connections refused
+	nextPort uint16                // guarded by mu: where the next passive port search starts
 	wg       sync.WaitGroup        // the accept loop and every session
 }
 
