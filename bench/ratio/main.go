@@ -1,6 +1,6 @@
 // Command ratio reads `go test -bench -benchmem` output of the proxy
 // benchmarks on stdin, passes it through, and then prints each ftpsgate
-// figure beside its limit (the benchmark of the same name ending in
+// figure (the median of its runs with -count) beside its limit (the benchmark of the same name ending in
 // /limit instead of /ftpsgate) with their ratio, and whether allocations
 // grow with the size of a transfer. It exits 1 if the benchmarks failed.
 //
@@ -41,7 +41,7 @@ func main() {
 
 // parse copies r to echo and collects the benchmark lines by name.
 func parse(r io.Reader, echo io.Writer) (map[string]result, bool, error) {
-	results := map[string]result{}
+	results, runs := map[string]result{}, map[string][]result{}
 	failed := false
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
@@ -62,9 +62,30 @@ func parse(r io.Reader, echo io.Writer) (map[string]result, bool, error) {
 			}
 			res[f[i+1]] = v
 		}
-		results[procSuffix.ReplaceAllString(f[0], "")] = res
+		name := procSuffix.ReplaceAllString(f[0], "")
+		runs[name] = append(runs[name], res)
+	}
+	for name, rs := range runs {
+		results[name] = median(rs)
 	}
 	return results, failed, sc.Err()
+}
+
+// median is, for each metric, its median over the runs of one benchmark
+// (go test -count N): one noisy run does not make the figure.
+func median(rs []result) result {
+	m := result{}
+	for unit := range rs[0] {
+		var vs []float64
+		for _, r := range rs {
+			if v, ok := r[unit]; ok {
+				vs = append(vs, v)
+			}
+		}
+		sort.Float64s(vs)
+		m[unit] = vs[len(vs)/2]
+	}
+	return m
 }
 
 // report prints the table of ratios and the allocation check.
