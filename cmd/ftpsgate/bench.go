@@ -56,6 +56,7 @@ N sessions log in and are held until the duration ends or Ctrl-C.
 			&cli.DurationFlag{Name: "duration", Usage: "run this long (default 10s unless --count or --idle is given; --idle alone holds until Ctrl-C)"},
 			&cli.IntFlag{Name: "count", Usage: "stop after `N` transfers (sessions with --op login)"},
 			&cli.IntFlag{Name: "idle", Usage: "open `N` logged-in sessions and hold them"},
+			&cli.StringFlag{Name: "curves", Usage: "key exchanges to offer, comma-separated: x25519, x25519mlkem768, p256 (default: Go's, post-quantum hybrid first; x25519 is what OpenSSL 3.0 clients such as curl on Debian 12 offer)"},
 			&cli.BoolFlag{Name: "resume-sessions", Usage: "control connections resume earlier TLS sessions (default: a full handshake each, as separate client processes do)"},
 			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "bound on each step"},
 			&cli.BoolFlag{Name: "json", Usage: "print the results as JSON"},
@@ -183,10 +184,23 @@ func newBencher(c *cli.Context) (*bencher, error) {
 			return nil, fmt.Errorf("bench: --ca %s: no PEM certificate", ca)
 		}
 	}
+	if list := c.String("curves"); list != "" {
+		for _, name := range strings.Split(list, ",") {
+			id, ok := curveIDs[strings.ToLower(strings.TrimSpace(name))]
+			if !ok {
+				return nil, fmt.Errorf("bench: --curves: unknown %q", name)
+			}
+			b.tls.CurvePreferences = append(b.tls.CurvePreferences, id)
+		}
+	}
 	if b.resumeAll {
 		b.tls.ClientSessionCache = tls.NewLRUClientSessionCache(b.workers + b.idle)
 	}
 	return b, nil
+}
+
+var curveIDs = map[string]tls.CurveID{
+	"x25519": tls.X25519, "x25519mlkem768": tls.X25519MLKEM768, "p256": tls.CurveP256,
 }
 
 // parseSize reads a byte count with an optional KiB/MiB/GiB (or K/M/G)

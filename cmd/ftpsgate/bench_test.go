@@ -85,7 +85,7 @@ func TestBenchCounts(t *testing.T) {
 	})
 
 	t.Run("login", func(t *testing.T) {
-		res, _, code := e.runBench(t, "--sessions", "3", "--op", "login", "--count", "9")
+		res, _, code := e.runBench(t, "--sessions", "3", "--op", "login", "--count", "9", "--curves", "x25519,p256")
 		if code != 0 || res.Errors != 0 || res.Sessions != 9 || res.Transfers != 0 {
 			t.Fatalf("exit %d, %+v; want 9 sessions", code, res)
 		}
