@@ -1056,3 +1056,22 @@ func freePorts(t *testing.T, n int) uint16 {
 	t.Fatal("no free port range")
 	return 0
 }
+
+// TestDiscardUploads: the upload is read whole and answered 226, and the
+// file is left empty.
+func TestDiscardUploads(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, func(s *Server) { s.DiscardUploads = true })
+	c := dialCtl(t, srv)
+	c.login()
+	data := dialData(t, c.pasv(), "127.0.0.1")
+	c.cmd("STOR big", ftpctl.CodeFileStatusOK)
+	if _, err := data.Write(bytes.Repeat([]byte("x"), 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	data.Close()
+	c.expect(ftpctl.CodeTransferComplete)
+	if got, ok := srv.FS.ReadFile("/big"); !ok || len(got) != 0 {
+		t.Fatalf("stored %d bytes (exists %v), want an empty file", len(got), ok)
+	}
+}
