@@ -17,7 +17,7 @@ import (
 // transfer runs, never by an idle session.
 const copyBufSize = 128 << 10
 
-// spliceChunk is how much a plain-to-plain copy moves per io.CopyN call:
+// spliceChunk is how much a plain-to-plain copy moves per ReadFrom call:
 // small enough that the idle deadline, refreshed per chunk, stays meaningful
 // on slow links, large enough that the kernel's splice does the work.
 const spliceChunk = 256 << 10
