@@ -33,7 +33,9 @@ func benchCommand() *cli.Command {
 		Description: `Each of --sessions workers logs in, makes --transfers-per-session transfers
 (RETR or STOR of --size bytes), quits, and starts again, until --duration has
 passed or --count transfers (sessions with --op login) are done. With --idle N,
-N sessions log in and are held until the duration ends or Ctrl-C.
+N sessions log in and are held until the duration ends or Ctrl-C. RETR
+without --path first stores ftpsgate-bench.dat; STOR writes
+ftpsgate-bench-W.dat, one per worker; both are left on the server.
 
    ftpsgate bench --address ftp.example.com:21 --user alice --password-file pw \
        --sessions 8 --op retr --size 1MiB --duration 30s`,
