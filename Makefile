@@ -1,6 +1,8 @@
 # ftpsgate: the commands a newcomer needs.
 #   make demo   run the proxy in front of an in-memory FTP server
 #   make test   install the test tools, then vet, race-test and fuzz everything
+#   make bench  the data path's speed beside its limit, in one process
+#   make bench-peers  the same load against ftpsgate and ProFTPD mod_proxy
 
 GO       ?= go
 # Executions per fuzz target, about 10 s each here. A count, not a
@@ -14,7 +16,7 @@ SESSION_FUZZTIME ?= $(if $(filter command line environment,$(origin FUZZTIME)),$
 # The interop matrix with real servers and clients takes a while.
 TESTTIMEOUT ?= 75m
 
-.PHONY: all build demo test setup lint unit fuzz clean
+.PHONY: all build demo test setup lint unit fuzz bench bench-peers clean
 
 all: build
 
@@ -54,6 +56,19 @@ fuzz:
 			tail -n 1 $$out; \
 		done; \
 	done
+
+# Benchmarks of the data path (proxy/bench_test.go), each ftpsgate figure
+# printed beside its limit, a bare relay of the same copy code: medians of
+# BENCHCOUNT runs, as this machine is shared. Not part of make test: speed
+# is measured, never asserted.
+BENCHCOUNT ?= 3
+bench:
+	$(GO) test -run '^$$' -bench '^Benchmark(Data|Files4KiB|Setup)$$' -benchmem -count $(BENCHCOUNT) -timeout 30m ./proxy/ | $(GO) run ./bench/ratio
+
+# ftpsgate and ProFTPD 1.3.8 + mod_proxy in front of the same vsftpd, under
+# the same load (bench/peers.sh: root, Debian 12, the integration lock).
+bench-peers:
+	bash bench/peers.sh
 
 clean:
 	rm -rf bin

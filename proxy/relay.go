@@ -10,10 +10,15 @@ import (
 	"time"
 )
 
-// copyBufSize is one read's worth of data relay: two TLS records.
-const copyBufSize = 32 << 10
+// copyBufSize is one read's worth of data relay: eight full TLS records
+// per Write. Measured with curl through ftpsgate in front of vsftpd (make
+// bench-peers), a PROT P download cost 1.55-1.72 CPU s/GiB with 32 KiB,
+// 1.13 with 128 KiB and 1.03 with 256 KiB: fewer read syscalls and
+// deadline updates per byte. The buffer is pooled and held only while a
+// transfer runs, never by an idle session.
+const copyBufSize = 128 << 10
 
-// spliceChunk is how much a plain-to-plain copy moves per io.CopyN call:
+// spliceChunk is how much a plain-to-plain copy moves per ReadFrom call:
 // small enough that the idle deadline, refreshed per chunk, stays meaningful
 // on slow links, large enough that the kernel's splice does the work.
 const spliceChunk = 256 << 10
@@ -47,27 +52,31 @@ func relayData(dst, src net.Conn, idle time.Duration, moved *atomic.Int64, th *t
 	return n, nil
 }
 
-// copySplice moves bytes between two TCP sockets through io.CopyN, which the
-// runtime turns into splice(2): no copy through user space. The chunks also
-// let moved show progress during a long transfer.
+// copySplice moves bytes between two TCP sockets through ReadFrom of a
+// LimitedReader, which the runtime turns into splice(2): no copy through
+// user space. The one LimitedReader is reused for every chunk, where
+// io.CopyN would allocate one per chunk. The chunks also let moved show
+// progress during a long transfer.
 func copySplice(dst *net.TCPConn, src net.Conn, idle time.Duration, moved *atomic.Int64) (int64, error) {
 	var n int64
+	chunk := &io.LimitedReader{R: src}
 	for {
 		if idle > 0 {
 			deadline := time.Now().Add(idle)
 			src.SetReadDeadline(deadline)
 			dst.SetWriteDeadline(deadline)
 		}
-		m, err := io.CopyN(dst, src, spliceChunk)
+		chunk.N = spliceChunk
+		m, err := dst.ReadFrom(chunk)
 		n += m
 		if moved != nil && m > 0 {
 			moved.Add(m)
 		}
-		if errors.Is(err, io.EOF) {
-			return n, nil
-		}
 		if err != nil {
 			return n, err
+		}
+		if chunk.N > 0 { // src ended within the chunk
+			return n, nil
 		}
 	}
 }

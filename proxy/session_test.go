@@ -330,9 +330,7 @@ func TestBackendDropsControl(t *testing.T) {
 // TestNoBackend: a backend that cannot be dialled gives 421.
 func TestNoBackend(t *testing.T) {
 	t.Parallel()
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := refusingAddr(t)
 	h := newHarness(t, func(c *Config) { c.Backends = []Backend{{Address: dead}} }, nil)
 	rc := h.raw(h.explicit())
 	rc.expect(220)
@@ -346,9 +344,7 @@ func TestNoBackend(t *testing.T) {
 // TestFailover: the first backend refuses, the second greets.
 func TestFailover(t *testing.T) {
 	t.Parallel()
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := refusingAddr(t)
 	var live string
 	h := newHarness(t, func(c *Config) {
 		live = c.Backends[0].Address

@@ -58,6 +58,7 @@ func newApp() *cli.App {
 			demoCommand(),
 			tailCommand(),
 			probeCommand(),
+			benchCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

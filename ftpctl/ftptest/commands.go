@@ -622,9 +622,13 @@ func (c *session) upload(arg string, kind uploadKind) {
 		}
 	}
 	var buf bytes.Buffer
+	move := func(conn net.Conn) error { return receiveData(conn, &buf) }
+	if c.srv.DiscardUploads {
+		move = discardData
+	}
 	c.startTransfer(d, job{
 		opening: opening,
-		move:    func(conn net.Conn) error { return receiveData(conn, &buf) },
+		move:    move,
 		finish: func(error) error {
 			return c.srv.FS.store(p, buf.Bytes(), off, kind == appe)
 		},

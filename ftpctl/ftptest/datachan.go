@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -29,7 +30,7 @@ type passive struct {
 // listenPassive opens a passive listener on the control connection's local
 // IP at an ephemeral port.
 func (c *session) listenPassive() (*passive, error) {
-	ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(c.local, 0)))
+	ln, err := c.srv.listenPassivePort(c.local)
 	if err != nil {
 		return nil, err
 	}
@@ -41,6 +42,28 @@ func (c *session) listenPassive() (*passive, error) {
 		c.acceptData(p)
 	}()
 	return p, nil
+}
+
+// listenPassivePort listens on ip at a port of the passive range, the
+// ports taken in turn, or at an ephemeral port without a range.
+func (s *Server) listenPassivePort(ip netip.Addr) (*net.TCPListener, error) {
+	lo, hi := s.PassivePortMin, s.PassivePortMax
+	if lo == 0 || hi < lo {
+		return net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+	}
+	size := int(hi-lo) + 1
+	var err error
+	for range size {
+		s.mu.Lock()
+		port := lo + s.nextPort%uint16(size)
+		s.nextPort++
+		s.mu.Unlock()
+		var ln *net.TCPListener
+		if ln, err = net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, port))); err == nil {
+			return ln, nil
+		}
+	}
+	return nil, err
 }
 
 // acceptData accepts on p until a connection comes from the control
@@ -329,4 +352,18 @@ func sendData(conn net.Conn, data []byte) error {
 func receiveData(conn net.Conn, buf *bytes.Buffer) error {
 	_, err := buf.ReadFrom(conn)
 	return err
+}
+
+// discardData is the copier of uploads under DiscardUploads.
+func discardData(conn net.Conn) error {
+	buf := make([]byte, 64<<10)
+	for {
+		_, err := conn.Read(buf)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }

@@ -1034,3 +1034,72 @@ func TestFS(t *testing.T) {
 	}()
 	zero.WriteFile("/x/y", nil)
 }
+
+// TestPassivePortRange: with PassivePortMin and PassivePortMax, passive
+// listeners take the ports of the range in turn.
+func TestPassivePortRange(t *testing.T) {
+	t.Parallel()
+	lo := freePorts(t, 3)
+	srv := newTestServer(t, func(s *Server) { s.PassivePortMin, s.PassivePortMax = lo, lo+2 })
+	srv.FS.WriteFile("/f", []byte("data"))
+	c := dialCtl(t, srv)
+	c.login()
+	var got []uint16
+	for range 4 {
+		got = append(got, c.pasv()) // each PASV closes the previous listener
+	}
+	if want := []uint16{lo, lo + 1, lo + 2, lo}; !slices.Equal(got, want) {
+		t.Fatalf("ports %v, want %v", got, want)
+	}
+	data := dialData(t, got[3], "127.0.0.1")
+	c.cmd("RETR f", ftpctl.CodeFileStatusOK)
+	if b, _ := io.ReadAll(data); string(b) != "data" {
+		t.Fatalf("data %q", b)
+	}
+	c.expect(ftpctl.CodeTransferComplete)
+}
+
+// freePorts returns the first of n consecutive loopback ports that are
+// free now.
+func freePorts(t *testing.T, n int) uint16 {
+	t.Helper()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lo := uint16(ln.Addr().(*net.TCPAddr).Port)
+		ln.Close()
+		ok := lo < 65535-uint16(n)
+		for i := 0; ok && i < n; i++ {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(lo)+i)))
+			if ok = err == nil; ok {
+				l.Close()
+			}
+		}
+		if ok {
+			return lo
+		}
+	}
+	t.Fatal("no free port range")
+	return 0
+}
+
+// TestDiscardUploads: the upload is read whole and answered 226, and the
+// file is left empty.
+func TestDiscardUploads(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, func(s *Server) { s.DiscardUploads = true })
+	c := dialCtl(t, srv)
+	c.login()
+	data := dialData(t, c.pasv(), "127.0.0.1")
+	c.cmd("STOR big", ftpctl.CodeFileStatusOK)
+	if _, err := data.Write(bytes.Repeat([]byte("x"), 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	data.Close()
+	c.expect(ftpctl.CodeTransferComplete)
+	if got, ok := srv.FS.ReadFile("/big"); !ok || len(got) != 0 {
+		t.Fatalf("stored %d bytes (exists %v), want an empty file", len(got), ok)
+	}
+}

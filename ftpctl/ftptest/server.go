@@ -63,6 +63,19 @@ type Server struct {
 	// that waits for 150 before connecting hangs against it.
 	ReplyBeforeData bool
 
+	// DiscardUploads makes STOR, APPE and STOU read the data and drop it,
+	// leaving an empty file: for benchmarks and load tests that move more
+	// than memory should hold, and that would otherwise measure this
+	// server growing buffers.
+	DiscardUploads bool
+
+	// PassivePortMin and PassivePortMax, when both are set, are the range
+	// passive listeners take their ports from, as vsftpd's pasv_min_port
+	// and pasv_max_port. Zero: an ephemeral port, which the kernel finds
+	// slowly (a millisecond and more per PASV) once thousands of recent
+	// connections crowd the ephemeral range, as in benchmarks.
+	PassivePortMin, PassivePortMax uint16
+
 	// FS holds the files. NewServer and NewUnstartedServer make an empty one;
 	// Start makes one if it is nil.
 	FS *FS
@@ -92,6 +105,7 @@ type Server struct {
 	refused  int                   // guarded by mu: passive data connections refused
 	headers  []ProxyHeader         // guarded by mu: PROXY headers received
 	xfers    []Transfer            // guarded by mu: every ended transfer
+	nextPort uint16                // guarded by mu: where the next passive port search starts
 	wg       sync.WaitGroup        // the accept loop and every session
 }
 
