@@ -5,18 +5,21 @@
 #   make bench-peers  the same load against ftpsgate and ProFTPD mod_proxy
 
 GO       ?= go
-# Executions per fuzz target, about 10 s each here. A count, not a
-# duration: with a duration Go 1.26 sometimes fails a target with "context
-# deadline exceeded" at the deadline on a busy machine, without any failing
-# input (go.dev/issue/75804, fixed in Go 1.27).
+# Executions per fuzz target in make test, about 10 s each here. A count,
+# not a duration: with a duration Go 1.26 sometimes fails a target with
+# "context deadline exceeded" at the deadline on a busy machine, without
+# any failing input (go.dev/issue/75804, fixed in Go 1.27).
 FUZZTIME ?= 200000x
 # FuzzSession (./proxy/) runs a real session per input, slower: a smaller
-# count, unless FUZZTIME is given (make fuzz FUZZTIME=5m).
-SESSION_FUZZTIME ?= $(if $(filter command line environment,$(origin FUZZTIME)),$(FUZZTIME),3000x)
+# count.
+SESSION_FUZZTIME ?= 3000x
+# make fuzz explores longer: about ten minutes in all here.
+LONG_FUZZTIME ?= 2000000x
+LONG_SESSION_FUZZTIME ?= 50000x
 # The interop matrix with real servers and clients takes a while.
 TESTTIMEOUT ?= 75m
 
-.PHONY: all build demo test setup lint unit fuzz bench bench-peers clean
+.PHONY: all build demo test setup lint unit fuzz fuzz-short fuzz-run bench bench-peers clean
 
 all: build
 
@@ -26,7 +29,7 @@ build:
 demo:
 	$(GO) run ./cmd/ftpsgate demo
 
-test: setup lint unit fuzz
+test: setup lint unit fuzz-short
 
 # Real FTP servers and clients for the integration tests (idempotent).
 setup:
@@ -43,12 +46,19 @@ lint:
 unit:
 	$(GO) test -race -count=1 -p 1 -timeout $(TESTTIMEOUT) ./...
 
-# Every fuzz target of ftpctl and the session-level one of proxy, briefly:
-# a regression check on top of the seed corpora that plain go test runs.
+# Every fuzz target of ftpctl and the session-level one of proxy: briefly
+# in make test, a regression check on top of the seed corpora that plain
+# go test runs; longer with make fuzz.
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz-run N=$(FUZZTIME) SN=$(SESSION_FUZZTIME)
+
 fuzz:
+	@$(MAKE) --no-print-directory fuzz-run N=$(LONG_FUZZTIME) SN=$(LONG_SESSION_FUZZTIME)
+
+fuzz-run:
 	@set -e; out=$$(mktemp); trap 'rm -f $$out' EXIT; \
 	for pkg in ./ftpctl/ ./proxy/; do \
-		n=$(FUZZTIME); if [ $$pkg = ./proxy/ ]; then n=$(SESSION_FUZZTIME); fi; \
+		n=$(N); if [ $$pkg = ./proxy/ ]; then n=$(SN); fi; \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 			echo "fuzz $$pkg $$f ($$n)"; \
 			if ! $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $$n $$pkg >$$out 2>&1; then \
