@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -416,19 +415,15 @@ func pause(ctx context.Context, d time.Duration) {
 
 // benchConn is a logged-in control connection.
 type benchConn struct {
-	raw     net.Conn
-	conn    net.Conn // TLS over raw
-	r       *ftpctl.Reader
-	tls     *tls.Config // this session's: its cache holds the control session for data connections
-	timeout time.Duration
-	buf     []byte
+	*ftpConn
+	tls *tls.Config // this session's: its cache holds the control session for data connections
+	buf []byte
 }
 
 // login connects, secures and logs in, and returns how long that took.
 func (b *bencher) login(ctx context.Context) (*benchConn, time.Duration, error) {
 	began := time.Now()
-	d := net.Dialer{Timeout: b.timeout}
-	raw, err := d.DialContext(ctx, "tcp", b.addr)
+	fc, err := dialFTP(ctx, b.addr, b.timeout)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -437,9 +432,9 @@ func (b *bencher) login(ctx context.Context) (*benchConn, time.Duration, error) 
 		cfg = b.tls.Clone()
 		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 	}
-	c := &benchConn{raw: raw, conn: raw, r: ftpctl.NewReader(bufio.NewReader(raw), 0), tls: cfg, timeout: b.timeout}
+	c := &benchConn{ftpConn: fc, tls: cfg}
 	fail := func(step string, rep ftpctl.Reply, err error) (*benchConn, time.Duration, error) {
-		raw.Close()
+		c.close()
 		return nil, 0, fmt.Errorf("%s: %s", step, replyOrErr(rep, err))
 	}
 	if b.implicit {
@@ -475,26 +470,8 @@ func (b *bencher) login(ctx context.Context) (*benchConn, time.Duration, error) 
 }
 
 func (c *benchConn) startTLS(ctx context.Context) error {
-	tc := tls.Client(c.raw, c.tls)
-	c.raw.SetDeadline(time.Now().Add(c.timeout))
-	if err := tc.HandshakeContext(ctx); err != nil {
-		return err
-	}
-	c.conn, c.r = tc, ftpctl.NewReader(bufio.NewReader(tc), 0)
-	return nil
-}
-
-func (c *benchConn) read() (ftpctl.Reply, error) {
-	c.conn.SetDeadline(time.Now().Add(c.timeout))
-	return c.r.ReadReply()
-}
-
-func (c *benchConn) cmd(line string) (ftpctl.Reply, error) {
-	c.conn.SetDeadline(time.Now().Add(c.timeout))
-	if _, err := io.WriteString(c.conn, line+"\r\n"); err != nil {
-		return ftpctl.Reply{}, err
-	}
-	return c.read()
+	_, err := c.ftpConn.startTLS(ctx, c.tls)
+	return err
 }
 
 // quit ends the session politely.
@@ -502,8 +479,6 @@ func (c *benchConn) quit() {
 	c.cmd("QUIT")
 	c.close()
 }
-
-func (c *benchConn) close() { c.conn.Close() }
 
 // benchData is what STOR sends, over and over.
 var benchData = func() []byte {

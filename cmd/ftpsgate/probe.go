@@ -656,7 +656,8 @@ func receiveTLS(ctx context.Context, conn net.Conn, tc *tls.Config, done chan<- 
 	done <- dataResult{state: tconn.ConnectionState(), lines: n, err: sc.Err()}
 }
 
-// ftpConn is the probe's end of a control connection.
+// ftpConn is a client's end of a control connection: the probe's and the
+// load tool's.
 type ftpConn struct {
 	raw     net.Conn
 	conn    net.Conn // raw, or TLS over it
@@ -667,7 +668,13 @@ type ftpConn struct {
 
 // dial connects to addr; cancelling ctx closes the connection.
 func (p *prober) dial(ctx context.Context, addr string) (*ftpConn, error) {
-	d := net.Dialer{Timeout: p.timeout}
+	return dialFTP(ctx, addr, p.timeout)
+}
+
+// dialFTP connects to addr; timeout bounds the dial and each later step,
+// and cancelling ctx closes the connection.
+func dialFTP(ctx context.Context, addr string, timeout time.Duration) (*ftpConn, error) {
+	d := net.Dialer{Timeout: timeout}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
@@ -675,7 +682,7 @@ func (p *prober) dial(ctx context.Context, addr string) (*ftpConn, error) {
 	return &ftpConn{
 		raw: conn, conn: conn,
 		r:       ftpctl.NewReader(bufio.NewReader(conn), 0),
-		timeout: p.timeout,
+		timeout: timeout,
 		stop:    context.AfterFunc(ctx, func() { conn.Close() }),
 	}, nil
 }
