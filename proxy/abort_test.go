@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -149,11 +148,7 @@ func TestAbortReplyOrders(t *testing.T) {
 				cfg.Health.Disabled = true
 			}, nil)
 			rc := h.rawTLS()
-			port := rc.epsv()
-			data, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
-			if err != nil {
-				t.Fatal(err)
-			}
+			data := rc.epsvData()
 			defer data.Close()
 			rc.send("RETR big")
 			rc.expect(150)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -163,11 +162,7 @@ func TestCCC(t *testing.T) {
 	got := dataRetr229(t, c.rawClient, h.client, "f")
 	sameBytes(t, "PROT P download after CCC", got, data)
 	c.cmd("PROT C", 200)
-	port := c.epsv()
-	dconn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dconn := c.epsvData()
 	c.send("RETR f")
 	c.expect(150)
 	got, _ = io.ReadAll(dconn)

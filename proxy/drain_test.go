@@ -111,11 +111,7 @@ func TestShutdownDeadline(t *testing.T) {
 		cfg.Health.Disabled = true
 	}, nil)
 	rc := h.rawTLS()
-	port := rc.epsv()
-	data, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := rc.epsvData()
 	defer data.Close()
 	rc.send("RETR endless")
 	rc.expect(150) // and never read the data: the transfer is stuck
@@ -123,7 +119,7 @@ func TestShutdownDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	began := time.Now()
-	err = h.srv.Shutdown(ctx)
+	err := h.srv.Shutdown(ctx)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown = %v, want the deadline", err)
 	}

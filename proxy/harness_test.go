@@ -195,6 +195,19 @@ func (rc *rawClient) epsv() uint16 {
 	return port
 }
 
+// epsvData asks for a passive data port with EPSV and connects to it; the
+// connection is closed when the test ends.
+func (rc *rawClient) epsvData() net.Conn {
+	rc.t.Helper()
+	port := rc.epsv()
+	conn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
+	if err != nil {
+		rc.t.Fatal(err)
+	}
+	rc.t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 // expectClosed checks the server closes the connection without replying.
 func (rc *rawClient) expectClosed() {
 	rc.t.Helper()

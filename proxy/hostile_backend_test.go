@@ -371,11 +371,7 @@ func TestForeignPASVAddressNotDialled(t *testing.T) {
 	rc.expect(220)
 	rc.cmd("USER evil", 331)
 	rc.cmd("PASS pw", 230)
-	port := rc.epsv()
-	dconn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dconn := rc.epsvData()
 	defer dconn.Close()
 	rc.send("RETR f")
 	rc.expect(150)
@@ -439,11 +435,7 @@ func TestBackendSilentInTransfer(t *testing.T) {
 			rc.expect(220)
 			rc.cmd("USER evil", 331)
 			rc.cmd("PASS pw", 230)
-			port := rc.epsv()
-			dconn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
-			if err != nil {
-				t.Fatal(err)
-			}
+			dconn := rc.epsvData()
 			defer dconn.Close()
 			rc.send("RETR f")
 			rc.expect(150)

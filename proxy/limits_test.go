@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"io"
-	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -184,11 +182,7 @@ func TestRates(t *testing.T) {
 	rc := h.rawTLS()
 	rc.cmd("PBSZ 0", 200)
 	rc.cmd("PROT C", 200)
-	port := rc.epsv()
-	data, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := rc.epsvData()
 	defer data.Close()
 	rc.cmd("RETR /f", 150)
 	if _, err := io.ReadFull(data, make([]byte, 1024)); err != nil {

@@ -3,8 +3,6 @@ package proxy
 import (
 	"crypto/tls"
 	"io"
-	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -90,11 +88,7 @@ func TestRequireSessionReuse(t *testing.T) {
 // the final reply.
 func dataRetr(t *testing.T, rc *rawClient, cfg *tls.Config) ftpctl.Reply {
 	t.Helper()
-	port := rc.epsv()
-	raw, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := rc.epsvData()
 	defer raw.Close()
 	rc.send("RETR f")
 	rc.expect(150)

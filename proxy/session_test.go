@@ -290,11 +290,7 @@ func TestAbort(t *testing.T) {
 	rc := h.rawTLS()
 	rc.cmd("PBSZ 0", 200)
 	rc.cmd("PROT P", 200)
-	port := rc.epsv()
-	raw, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := rc.epsvData()
 	defer raw.Close()
 	rc.send("RETR big")
 	rc.expect(150)
@@ -371,11 +367,7 @@ func TestIdle(t *testing.T) {
 	rc := h.rawTLS()
 	rc.cmd("PBSZ 0", 200)
 	rc.cmd("PROT P", 200)
-	port := rc.epsv()
-	raw, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := rc.epsvData()
 	rc.send("RETR f")
 	rc.expect(150)
 	dconn := tls.Client(raw, h.client)
@@ -499,11 +491,7 @@ func TestCommandDuringTransfer(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	h.backend.FS.WriteFile("/f", randomBytes(t, 4<<20))
 	rc := h.rawTLS()
-	port := rc.epsv()
-	dconn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dconn := rc.epsvData()
 	rc.send("RETR f")
 	rc.expect(150)
 	rc.send("NOOP")

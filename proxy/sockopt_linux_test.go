@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"net"
-	"strconv"
 	"syscall"
 	"testing"
 )
@@ -19,11 +18,7 @@ func TestAbortOutOfBand(t *testing.T) {
 	rc.expect(220)
 	rc.cmd("USER alice", 331)
 	rc.cmd("PASS s3cret-pw", 230)
-	port := rc.epsv()
-	dconn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dconn := rc.epsvData()
 	defer dconn.Close()
 	rc.send("RETR big")
 	rc.expect(150)

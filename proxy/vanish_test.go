@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
-	"strconv"
 	"testing"
 	"time"
 
@@ -82,11 +81,7 @@ func TestClientVanishesMidTransfer(t *testing.T) {
 			rc := h.rawTLS()
 			rc.cmd("PBSZ 0", 200)
 			rc.cmd("PROT "+tc.prot, 200)
-			port := rc.epsv()
-			raw, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
-			if err != nil {
-				t.Fatal(err)
-			}
+			raw := rc.epsvData()
 			var dconn net.Conn = raw
 			if tc.dir == upload {
 				rc.send("STOR up")
