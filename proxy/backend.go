@@ -164,7 +164,7 @@ func (bc *backendConn) secureData(ctx context.Context, conn net.Conn) (net.Conn,
 	if bc.tls == nil {
 		return conn, nil
 	}
-	tc := tls.Client(conn, bc.tls)
+	tc := dataTLSClient(conn, bc.tls)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return nil, fmt.Errorf("proxy: backend data TLS handshake: %w", err)
 	}

@@ -128,7 +128,7 @@ func BenchmarkSetup(b *testing.B) {
 					if err != nil {
 						return
 					}
-					tc := tls.Server(conn, srvTLS)
+					tc := dataTLSServer(conn, srvTLS)
 					tc.Handshake()
 					tc.Close()
 				}
@@ -259,7 +259,7 @@ func newBenchRelay(b *testing.B, dir direction, protect bool, n int64) *benchRel
 	serve(front, func(conn net.Conn) {
 		var client net.Conn = conn
 		if protect {
-			tc := tls.Server(conn, srvTLS)
+			tc := dataTLSServer(conn, srvTLS)
 			if err := tc.Handshake(); err != nil {
 				return
 			}

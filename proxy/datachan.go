@@ -363,7 +363,7 @@ func (dc *dataChannel) connect() (client, backend net.Conn, t transferStart, err
 }
 
 func (dc *dataChannel) handshake(conn net.Conn) (*tls.Conn, error) {
-	tc := tls.Server(conn, dc.tls)
+	tc := dataTLSServer(conn, dc.tls)
 	ctx, cancel := context.WithTimeout(dc.ctx, dc.timeouts.handshake())
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -581,10 +581,7 @@ func (e *dialEnd) dial(ctx context.Context, from netip.AddrPort) (net.Conn, erro
 // reset closes c with a TCP reset and without TLS close_notify, so that
 // its peer sees the transfer fail rather than end.
 func reset(c net.Conn) {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc, ok := socketOf(c).(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}
 	c.Close()

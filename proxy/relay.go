@@ -108,19 +108,58 @@ func nextChunk(moved int64, took, idle time.Duration) int64 {
 
 // copyBuffered is the copy loop for a TLS end, or a rate-limited one, with
 // a pooled buffer (io.CopyBuffer would ignore it beside a *net.TCPConn).
+// From a TLS end the buffer is taken when the first bytes arrive, so that
+// the direction that is silent during a transfer holds none: the first
+// read takes 512 bytes, and TLS keeps the rest of its record for the next
+// at no cost. A plain end's first read takes the whole buffer, or a small
+// file would cost a second read and record. A TLS end over a batchConn
+// moves several records per system call: everything received by the time
+// a read returns is written on at once, and the records of one Write go
+// out in one call.
 func copyBuffered(dst, src net.Conn, idle time.Duration, moved *atomic.Int64, th *throttle) (int64, error) {
-	bp := copyBufs.Get().(*[copyBufSize]byte)
-	defer copyBufs.Put(bp)
-	buf := bp[:]
-	if th != nil {
-		buf = buf[:th.chunk]
+	var (
+		first [512]byte
+		buf   = first[:]
+		bp    *[copyBufSize]byte
+		n     int64
+	)
+	sb, db := batchOf(src), batchOf(dst)
+	take := func() {
+		bp = copyBufs.Get().(*[copyBufSize]byte)
+		buf = bp[:]
+		if th != nil {
+			buf = buf[:th.chunk]
+		}
+		if sb != nil {
+			sb.lendRead()
+		}
 	}
-	var n int64
+	if _, ok := src.(*tls.Conn); !ok {
+		take()
+	}
+	defer func() {
+		if bp != nil {
+			copyBufs.Put(bp)
+		}
+		if sb != nil {
+			sb.returnRead()
+		}
+		if db != nil {
+			db.returnWrite()
+		}
+	}()
 	for {
 		if idle > 0 {
 			src.SetReadDeadline(time.Now().Add(idle))
 		}
 		nr, rerr := src.Read(buf)
+		if nr > 0 && bp == nil {
+			take()
+			copy(buf, first[:nr])
+		}
+		if nr > 0 && rerr == nil && sb != nil {
+			nr, rerr = drainRecords(src, sb, buf, nr)
+		}
 		if nr > 0 && th != nil {
 			if err := th.wait(nr); err != nil {
 				return n, err
@@ -134,7 +173,15 @@ func copyBuffered(dst, src net.Conn, idle time.Duration, moved *atomic.Int64, th
 			} else {
 				dst.SetWriteDeadline(time.Time{})
 			}
+			if db != nil {
+				db.startGather()
+			}
 			nw, werr := dst.Write(buf[:nr])
+			if db != nil {
+				if err := db.flush(); err != nil && werr == nil {
+					nw, werr = 0, err
+				}
+			}
 			n += int64(nw)
 			if moved != nil && nw > 0 {
 				moved.Add(int64(nw))
@@ -152,6 +199,24 @@ func copyBuffered(dst, src net.Conn, idle time.Duration, moved *atomic.Int64, th
 	}
 }
 
+// drainRecords reads on from a TLS src into buf[nr:] what sb has already
+// received, without waiting for more, and returns the new length.
+func drainRecords(src net.Conn, sb *batchConn, buf []byte, nr int) (int, error) {
+	sb.drain(true)
+	defer sb.drain(false)
+	for nr < len(buf) {
+		m, err := src.Read(buf[nr:])
+		nr += m
+		if errors.Is(err, errDrained) {
+			return nr, nil
+		}
+		if err != nil || m == 0 {
+			return nr, err
+		}
+	}
+	return nr, nil
+}
+
 // closeWrite half-closes c at both layers: tls.Conn.CloseWrite sends only
 // close_notify (which GnuTLS-based clients such as lftp insist on), the FIN
 // comes from the TCP socket underneath.
@@ -160,10 +225,9 @@ func closeWrite(c net.Conn) error {
 		if err := tc.CloseWrite(); err != nil {
 			return err
 		}
-		c = tc.NetConn()
 	}
-	if tc, ok := c.(*net.TCPConn); ok {
-		return tc.CloseWrite()
+	if cw, ok := socketOf(c).(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
 	}
 	return nil
 }
