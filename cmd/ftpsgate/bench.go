@@ -337,6 +337,9 @@ func (b *bencher) hold(stop, ctx context.Context) int {
 					continue
 				}
 				b.stats.session(setup)
+				// Held past Ctrl-C, which would close it: the NOOP below
+				// then says whether it still answers.
+				c.stop()
 				mu.Lock()
 				conns = append(conns, c)
 				mu.Unlock()

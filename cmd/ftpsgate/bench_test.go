@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -93,6 +96,37 @@ func TestBenchCounts(t *testing.T) {
 
 	t.Run("idle", func(t *testing.T) {
 		res, _, code := e.runBench(t, "--sessions", "4", "--idle", "10", "--duration", "2s")
+		if code != 0 || res.Errors != 0 || res.Held != 10 || res.Sessions != 10 {
+			t.Fatalf("exit %d, %+v; want 10 sessions held", code, res)
+		}
+	})
+
+	t.Run("idle until Ctrl-C", func(t *testing.T) {
+		// As make bench-peers ends it: SIGTERM once the sessions are open.
+		// Every one is still held when checked, though Ctrl-C cuts any
+		// login in progress.
+		loggedIn := func() int {
+			n := 0
+			for _, s := range e.srv.Status().Sessions {
+				if s.Phase == "logged-in" {
+					n++
+				}
+			}
+			return n
+		}
+		go func() {
+			deadline := time.Now().Add(20 * time.Second)
+			for loggedIn() < 10 {
+				if time.Now().After(deadline) {
+					t.Error("the 10 sessions did not log in; no SIGTERM sent")
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		}()
+		// --duration only ends a run whose SIGTERM never came.
+		res, _, code := e.runBench(t, "--sessions", "4", "--idle", "10", "--duration", "40s")
 		if code != 0 || res.Errors != 0 || res.Held != 10 || res.Sessions != 10 {
 			t.Fatalf("exit %d, %+v; want 10 sessions held", code, res)
 		}
