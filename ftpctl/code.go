@@ -27,6 +27,7 @@ func (c Code) Valid() bool { return c >= 100 && c <= 599 }
 
 // Reply codes ftpsgate sends or acts upon (RFC 959, 2228, 2428, 4217).
 const (
+	CodeReadySoon          Code = 120 // service ready in nnn minutes, 220 follows
 	CodeFileStatusOK       Code = 150 // about to open data connection
 	CodeOK                 Code = 200
 	CodeNotNeeded          Code = 202 // command superfluous at this site

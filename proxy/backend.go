@@ -108,7 +108,12 @@ func (bc *backendConn) greet(ctx context.Context) error {
 			return err
 		}
 	}
-	rep, err := bc.r.ReadReply()
+	rep, err := bc.readReply()
+	// RFC 959 section 5.4: a server not ready yet may say 120 first and 220
+	// once it is, within the dial timeout (and maxPreliminary) here.
+	for err == nil && rep.Code == ftpctl.CodeReadySoon {
+		rep, err = bc.readReply()
+	}
 	if err == nil && rep.Code != ftpctl.CodeReady {
 		err = fmt.Errorf("%w: %d %s", errBackendGreeting, rep.Code, rep.Text())
 	}

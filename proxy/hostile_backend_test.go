@@ -227,6 +227,8 @@ func TestHostileBackends(t *testing.T) {
 			code: 421, log: "no backend reachable"},
 		{name: "endless multi-line greeting", handle: func(c net.Conn) { io.WriteString(c, "220-Welcome\r\n"); writeForever(c, "220-more\r\n") },
 			code: 421, log: "no backend reachable"},
+		{name: "endless 120 greetings", handle: func(c net.Conn) { writeForever(c, "120 Ready in 1 minute.\r\n") },
+			code: 421, log: "no backend reachable"},
 		{name: "greets then stops answering", handle: func(c net.Conn) { io.WriteString(c, "220 hi\r\n"); silent(c) },
 			code: 421, log: "backend connection lost"},
 		{name: "endless multi-line reply after login", loginOK: true, verb: "PWD",
@@ -446,4 +448,20 @@ func TestBackendSilentInTransfer(t *testing.T) {
 			waitFor(t, "session end", func() bool { return h.srv.ActiveSessions() == 0 })
 		})
 	}
+}
+
+// A backend that is not ready yet says 120 and then 220 (RFC 959 section
+// 5.4): the proxy waits for the 220 and the session works.
+func TestBackendGreetsWith120First(t *testing.T) {
+	bad := startFakeBackend(t, func(c net.Conn) {
+		io.WriteString(c, "120 Ready in 1 minute.\r\n")
+		time.Sleep(100 * time.Millisecond)
+		scripted(nil)(c)
+	})
+	h := hostileHarness(t, bad.addr())
+	rc := h.raw(h.explicit())
+	rc.expect(220)
+	rc.cmd("USER evil", 331)
+	rc.cmd("PASS pw", 230)
+	rc.cmd("PWD", 257)
 }
