@@ -410,6 +410,8 @@ type listenEnd struct {
 	// trust, if set, names the balancers whose connections open with a
 	// PROXY header: theirs is checked by the header's client address.
 	trust func(netip.Addr) bool
+	// refused counts a connection closed for its PROXY header.
+	refused func()
 	// afterStart: the party connects only after the transfer command, so
 	// the timeout runs from then (an active backend); else from now.
 	afterStart bool
@@ -489,6 +491,9 @@ func (e *listenEnd) open(ctx context.Context, started <-chan struct{}) (net.Conn
 				return nil, ctx.Err()
 			}
 			if err != nil {
+				if e.refused != nil {
+					e.refused()
+				}
 				e.log.Warn().Err(err).Str("party", string(e.party)).Str("via", conn.RemoteAddr().String()).
 					Uint16("port", e.port()).Msg("data connection from a trusted proxy without a valid PROXY header refused")
 				conn.Close()

@@ -30,6 +30,7 @@ type Metrics struct {
 	dialErrors     *prometheus.CounterVec // pool, backend
 	storeErrors    *prometheus.CounterVec // op
 	limitHits      *prometheus.CounterVec // limit
+	proxyRefusals  *prometheus.CounterVec // listener
 }
 
 const metricsNamespace = "ftpsgate"
@@ -65,9 +66,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		dialErrors:    counter("backend_dial_errors_total", "Sessions that failed to reach a backend.", "pool", "backend"),
 		storeErrors:   counter("affinity_store_errors_total", "Affinity store operations that failed (Redis unreachable), by operation.", "op"),
 		limitHits:     counter("limit_hits_total", "Clients refused or cut short by a limit, by limit.", "limit"),
+		proxyRefusals: counter("proxy_header_refusals_total", "Connections closed for their PROXY header: missing or invalid from a trusted proxy, or sent by another address; by listener (explicit, implicit, data).", "listener"),
 	}
 	reg.MustRegister(m.sessionsActive, m.sessions, m.handshakes, m.logins, m.transfers,
-		m.transferBytes, m.checks, m.dialErrors, m.storeErrors, m.limitHits, serverCollector{m})
+		m.transferBytes, m.checks, m.dialErrors, m.storeErrors, m.limitHits, m.proxyRefusals, serverCollector{m})
 	return m
 }
 
@@ -77,7 +79,7 @@ func MetricNames() []string {
 	names := []string{
 		"sessions_active", "sessions_total", "tls_handshakes_total", "logins_total",
 		"transfers_total", "transfer_bytes_total", "backend_checks_total",
-		"backend_dial_errors_total", "affinity_store_errors_total", "limit_hits_total",
+		"backend_dial_errors_total", "affinity_store_errors_total", "limit_hits_total", "proxy_header_refusals_total",
 		"backend_up", "backend_sessions_active", "passive_ports_in_use", "affinity_pins",
 	}
 	for i, n := range names {
@@ -174,6 +176,13 @@ func (m *Metrics) limitHit(limit string) {
 		return
 	}
 	m.limitHits.WithLabelValues(limit).Inc()
+}
+
+func (m *Metrics) proxyHeaderRefused(listener string) {
+	if m == nil {
+		return
+	}
+	m.proxyRefusals.WithLabelValues(listener).Inc()
 }
 
 // serverCollector reads a Server's gauges when scraped, so they cannot

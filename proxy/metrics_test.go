@@ -136,6 +136,7 @@ func TestMetricNamesRegistered(t *testing.T) {
 	m.dialError(p, p.members[0])
 	m.storeError("get")
 	m.limitHit(limitSessions)
+	m.proxyHeaderRefused("data")
 	pins := persist.NewTable(0)
 	pins.Set(context.Background(), "k", "b", 0)
 	srv := &Server{ports: newPortAllocator(PortRange{}), store: pins}
@@ -167,6 +168,8 @@ func TestMetricsNilSafe(t *testing.T) {
 	m.check(nil, nil, nil)
 	m.dialError(nil, nil)
 	m.storeError("set")
+	m.limitHit(limitSessions)
+	m.proxyHeaderRefused("explicit")
 	m.watch(nil)
 }
 

@@ -131,6 +131,7 @@ func (s *session) listenClient(ip, reach netip.Addr) (*listenEnd, error) {
 	}
 	end := newListenEnd(partyClient, ln.(*net.TCPListener), free, from, false, s.cfg.Timeouts.dataConnect(), s.log)
 	end.trust = s.dataTrust()
+	end.refused = func() { s.cfg.Metrics.proxyHeaderRefused("data") }
 	return end, nil
 }
 

@@ -127,6 +127,8 @@ func (s *session) proxyHeader() error {
 			// Connected and closed without a byte (a balancer's TCP health
 			// check, every few seconds), or the server is stopping.
 			ev = s.log.Debug()
+		} else {
+			s.cfg.Metrics.proxyHeaderRefused(s.kind.String())
 		}
 		ev.Err(err).Msg("connection from a trusted proxy without a valid PROXY header: closed")
 		return errors.Join(errProxyHeader, err)
@@ -143,6 +145,7 @@ func (s *session) proxyHeader() error {
 // session from an address not in trusted_proxies, or a second one behind
 // the balancer's: a client behind it trying to pass for another.
 func (s *session) refuseUntrustedHeader() {
+	s.cfg.Metrics.proxyHeaderRefused(s.kind.String())
 	if s.proxied {
 		s.log.Warn().Msg("second PROXY header behind the balancer's: closing")
 		return

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ftpsgate/ftpsgate/ftpctl"
 	"github.com/ftpsgate/ftpsgate/ftpctl/ftptest"
@@ -171,8 +172,10 @@ func TestProxyProtocolRefused(t *testing.T) {
 
 	t.Run("untrusted", func(t *testing.T) {
 		t.Parallel()
+		reg := prometheus.NewRegistry()
 		h := newHarness(t, func(c *Config) {
 			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+			c.Metrics = NewMetrics(reg)
 		}, nil)
 		for _, header := range [][]byte{v2Header(t, "127.0.0.2:40000", "127.0.0.1:21"), v1} {
 			rc := h.proxied(h.explicit(), header)
@@ -192,15 +195,23 @@ func TestProxyProtocolRefused(t *testing.T) {
 		if n := len(h.logs.records("login")); n != 0 {
 			t.Errorf("%d logins", n)
 		}
+		m := scrape(t, reg)
+		for _, l := range []string{"explicit", "implicit"} {
+			if v := m[`ftpsgate_proxy_header_refusals_total{listener="`+l+`"}`]; v != 2 {
+				t.Errorf("proxy_header_refusals_total{listener=%q} = %v, want 2", l, v)
+			}
+		}
 		// A direct client, without a header, is served as before.
 		h.rawTLS().cmd("PWD", 257)
 	})
 
 	t.Run("missing from trusted", func(t *testing.T) {
 		t.Parallel()
+		reg := prometheus.NewRegistry()
 		h := newHarness(t, func(c *Config) {
 			c.TrustedProxies = loopbackLB
 			c.Timeouts.Handshake = time.Second
+			c.Metrics = NewMetrics(reg)
 		}, nil)
 		// A client that speaks at once, and one that waits for the 220
 		// that never comes.
@@ -213,6 +224,11 @@ func TestProxyProtocolRefused(t *testing.T) {
 		})
 		if n := len(h.logs.records("session start")); n != 0 {
 			t.Errorf("%d sessions started", n)
+		}
+		// The silent one is counted too: a balancer's health check closes
+		// without a byte, this one was closed by the proxy.
+		if v := scrape(t, reg)[`ftpsgate_proxy_header_refusals_total{listener="explicit"}`]; v != 2 {
+			t.Errorf(`proxy_header_refusals_total{listener="explicit"} = %v, want 2`, v)
 		}
 	})
 }
@@ -266,9 +282,11 @@ func (c *headerFirst) Write(b []byte) (int, error) {
 // transfer completes, also when its first bytes came with the header.
 func TestProxyProtocolDataPorts(t *testing.T) {
 	t.Parallel()
+	reg := prometheus.NewRegistry()
 	h := newHarness(t, func(c *Config) {
 		c.TrustedProxies = loopbackLB
 		c.DataProxyProtocol = true
+		c.Metrics = NewMetrics(reg)
 	}, nil)
 	rc := h.proxied(h.explicit(), v2Header(t, "127.0.0.2:40000", "127.0.0.1:21"))
 	rc.login(h)
@@ -286,6 +304,9 @@ func TestProxyProtocolDataPorts(t *testing.T) {
 	})
 	if r := h.logs.records("data connection from another address refused")[0]; !strings.Contains(r, `"from":"127.0.0.9"`) {
 		t.Errorf("refusal names the wrong address: %s", r)
+	}
+	if v := scrape(t, reg)[`ftpsgate_proxy_header_refusals_total{listener="data"}`]; v != 1 {
+		t.Errorf(`proxy_header_refusals_total{listener="data"} = %v, want 1`, v)
 	}
 	h.backend.FS.WriteFile("/down.txt", []byte("for 127.0.0.2 only\n"))
 	data := dialData(t, "127.0.0.1", port, v2Header(t, "127.0.0.2:40001", "127.0.0.1:21"))
