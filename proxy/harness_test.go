@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -270,23 +269,14 @@ func (b *syncBuffer) records(msg string) []string {
 
 func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
 
-// refusingAddr returns a loopback address where connections are refused
-// for the whole test: a socket bound to it but not listening holds the
-// port, where a listener opened and closed would free it for the next
-// listener on port 0, the proxy's own included.
+// refusingAddr is a loopback address where connections are refused for
+// the whole test (ftptest.RefusingAddr).
 func refusingAddr(t testing.TB) string {
 	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	addr, release, err := ftptest.RefusingAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+	t.Cleanup(release)
+	return addr
 }

@@ -667,9 +667,12 @@ func TestActiveMode(t *testing.T) {
 	c.cmd("EPRT garbage", ftpctl.CodeArgSyntaxError)
 
 	// Nobody listens: 425 once the dial fails.
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	ap := ln.Addr().(*net.TCPAddr).AddrPort()
-	ln.Close()
+	dead, release, err := RefusingAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	ap := netip.MustParseAddrPort(dead)
 	c.cmd("PORT "+ftpctl.FormatPORT(ap), ftpctl.CodeOK)
 	c.cmd("RETR f", ftpctl.CodeCannotOpenData)
 }
