@@ -32,6 +32,12 @@ type backendConn struct {
 	// a backend that sends them without end is cut off. Atomic: during a
 	// transfer one goroutine reads replies while another sends ABOR.
 	prelim atomic.Int32
+	// epsv: ask for passive ports with EPSV rather than PASV.
+	epsv bool
+	// pending, if not nil, is closed once the reply to a command sent
+	// ahead (aheadEnd) has been read in the background: no other command
+	// goes out before, or replies would be taken for another's.
+	pending <-chan struct{}
 }
 
 // maxPreliminary bounds the 1xx replies to one command. Real servers send
@@ -180,6 +186,21 @@ func (bc *backendConn) secureData(ctx context.Context, conn net.Conn) (net.Conn,
 // answer it: a backend that accepts commands and never replies must not
 // hold a session forever.
 func (bc *backendConn) send(cmd ftpctl.Command, timeout time.Duration) error {
+	bc.wait()
+	return bc.sendNow(cmd, timeout)
+}
+
+// wait returns once no reply is being read in the background.
+func (bc *backendConn) wait() {
+	if bc.pending != nil {
+		<-bc.pending
+		bc.pending = nil
+	}
+}
+
+// sendNow is send for the background reader of a reply, which may follow
+// up with another command.
+func (bc *backendConn) sendNow(cmd ftpctl.Command, timeout time.Duration) error {
 	bc.prelim.Store(0)
 	deadline := time.Now().Add(timeout)
 	bc.conn.SetDeadline(deadline)
@@ -193,6 +214,11 @@ func (bc *backendConn) roundTrip(cmd ftpctl.Command, timeout time.Duration) (ftp
 	if err := bc.send(cmd, timeout); err != nil {
 		return ftpctl.Reply{}, err
 	}
+	return bc.finalReply()
+}
+
+// finalReply reads up to the final reply, dropping 1xx replies.
+func (bc *backendConn) finalReply() (ftpctl.Reply, error) {
 	for {
 		rep, err := bc.readReply()
 		if err != nil || rep.Code.Final() {

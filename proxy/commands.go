@@ -276,7 +276,7 @@ func (s *session) connectBackend() error {
 		m.active.Add(1)
 		s.member, s.backend = m, bc
 		context.AfterFunc(s.ctx, func() { bc.conn.Close() })
-		s.backEPSV = !bc.ip.Is4()
+		bc.epsv = !bc.ip.Is4()
 		s.log = s.log.With().Str("backend", m.name()).Logger()
 		if p != s.gen.pool {
 			s.log = s.log.With().Str("route", p.name).Logger()

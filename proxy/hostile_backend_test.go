@@ -249,6 +249,12 @@ func TestHostileBackends(t *testing.T) {
 		{name: "endless 1xx replies after login", loginOK: true, verb: "PWD", prelim: true,
 			handle: scripted(on("PWD", func(c net.Conn) { writeForever(c, "150 wait for it\r\n") })),
 			code:   421, log: "backend sent a malformed reply"},
+		{name: "421 to PASV", loginOK: true, verb: "EPSV",
+			handle: scripted(replyTo("PASV", "421 Going away.\r\n")),
+			code:   421, log: "session end"},
+		{name: "PASV and PORT refused", loginOK: true, verb: "EPSV", goesOn: true,
+			handle: scripted(replyTo("PASV", "425 No passive today.\r\n")),
+			code:   425, log: "backend refused data connection setup"},
 		{name: "227 port 0", loginOK: true, verb: "EPSV", goesOn: true,
 			handle: scripted(replyTo("PASV", "227 Entering Passive Mode (127,0,0,1,0,0).\r\n")),
 			code:   425, log: "backend passive reply unusable"},
@@ -280,6 +286,14 @@ func TestHostileBackends(t *testing.T) {
 					rc.expect(331)
 					rc.cmd("PASS pw", 230)
 					rc.send(tc.verb)
+					if tc.verb == "EPSV" {
+						// The backend is asked for its port as EPSV is
+						// answered, and read while the client connects:
+						// what is wrong with its reply is answered to the
+						// transfer command.
+						rc.expect(229)
+						rc.send("RETR f")
+					}
 				}
 				if tc.prelim {
 					n := 0
@@ -464,4 +478,36 @@ func TestBackendGreetsWith120First(t *testing.T) {
 	rc.cmd("USER evil", 331)
 	rc.cmd("PASS pw", 230)
 	rc.cmd("PWD", 257)
+}
+
+// The backend is asked for its passive port as the client's EPSV is
+// answered, and its reply is read in the background: here the backend
+// holds its 227 until the client has its 229. A command sent meanwhile
+// waits for that 227 and gets its own reply, not the 227.
+func TestPassiveAskedAhead(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	bad := startFakeBackend(t, scripted(func(c net.Conn, _ *bufio.Reader, verb string) bool {
+		if verb != "PASV" {
+			return false
+		}
+		<-release
+		io.WriteString(c, "227 Entering Passive Mode (127,0,0,1,0,1).\r\n")
+		return true
+	}))
+	// Before the backend's own cleanup waits for this handler, if the
+	// test fails first.
+	var once sync.Once
+	releaseBackend := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(releaseBackend)
+	h := hostileHarness(t, bad.addr())
+	rc := h.raw(h.explicit())
+	rc.expect(220)
+	rc.cmd("USER evil", 331)
+	rc.cmd("PASS pw", 230)
+	rc.cmd("EPSV", 229) // while the backend still holds its 227
+	rc.send("PWD")
+	releaseBackend()
+	rc.expect(257)
+	rc.cmd("QUIT", 221)
 }

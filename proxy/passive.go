@@ -1,11 +1,16 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/ftpsgate/ftpsgate/ftpctl"
 )
@@ -41,8 +46,19 @@ func (s *session) passive(cmd ftpctl.Command) error {
 		}
 	}
 	s.dropData()
-	back, backMode, err := s.backendEnd(DataPassive)
-	if err != nil || back == nil {
+	var (
+		back     dataEnd
+		backMode = DataPassive
+		err      error
+	)
+	if s.backend.DataToBackend != DataActive {
+		// The backend's reply is read while the client connects; a
+		// refusal is answered to the transfer command (settleAhead).
+		back, err = s.backendPassiveAhead()
+		if err != nil {
+			return err
+		}
+	} else if back, backMode, err = s.backendEnd(DataPassive); err != nil || back == nil {
 		return err // a refusal has been answered
 	}
 	reach := s.announced() // what the client connects to
@@ -136,49 +152,223 @@ func (s *session) listenClient(ip, reach netip.Addr) (*listenEnd, error) {
 }
 
 // backendPassive asks the backend for a passive port, with EPSV or PASV as
-// it supports, and returns the end that dials it. Only the port is used: a
-// 227 may name a private, NATed or 0.0.0.0 address, and the data connection
-// goes to the backend's control IP, from the proxy's side of the control
-// connection (backends refuse data from another IP than control). A
-// refusal is returned as the reply with a nil end.
+// it supports, and returns the end that dials it. A refusal is returned
+// as the reply with a nil end.
 func (s *session) backendPassive() (dataEnd, ftpctl.Reply, error) {
-	for try := 0; try < 2; try++ {
-		verb := "PASV"
-		if s.backEPSV {
-			verb = "EPSV"
-		}
-		rep, err := s.backend.roundTrip(ftpctl.Command{Verb: verb}, s.cfg.Timeouts.idle())
+	bc := s.backend
+	verb := bc.passiveVerb()
+	for try := 0; ; try++ {
+		rep, err := bc.roundTrip(ftpctl.Command{Verb: verb}, s.cfg.Timeouts.idle())
 		if err != nil {
 			return nil, rep, s.backendLost(err)
 		}
-		var port uint16
-		switch {
-		case verb == "PASV" && rep.Code == ftpctl.CodeEnteringPassive:
-			var ap netip.AddrPort
-			ap, err = ftpctl.ParsePASV(rep.Text())
-			port = ap.Port()
-		case verb == "EPSV" && rep.Code == ftpctl.CodeEnteringExtPassive:
-			port, err = ftpctl.ParseEPSV(rep.Text())
-		case rep.Code.Class() == ftpctl.ClassPermanent && try == 0 && s.backend.ip.Is4():
-			// 500/502: the backend lacks this verb; try the other one.
-			s.backEPSV = !s.backEPSV
-			continue
-		default:
-			return nil, rep, nil
+		end, rep, other := bc.passiveAnswer(verb, rep, try, s.log, s.cfg.Timeouts.backendDial())
+		if other == "" {
+			return end, rep, nil
 		}
-		if err != nil || port == 0 {
-			s.log.Warn().Err(err).Str("reply", rep.Text()).Msg("backend passive reply unusable")
-			return nil, ftpctl.NewReply(ftpctl.CodeCannotOpenData, "Can't open passive connection."), nil
-		}
-		return &dialEnd{
-			party:   partyBackend,
-			target:  netip.AddrPortFrom(s.backend.ip, port),
-			from:    netip.AddrPortFrom(s.backend.localIP, 0),
-			timeout: s.cfg.Timeouts.backendDial(),
-			log:     s.log,
-		}, rep, nil
+		bc.epsv, verb = !bc.epsv, other
 	}
-	return nil, ftpctl.NewReply(ftpctl.CodeCannotOpenData, "Can't open passive connection."), nil
+}
+
+// passiveVerb is what asks the backend for a passive port, once no reply
+// is pending.
+func (bc *backendConn) passiveVerb() string {
+	bc.wait()
+	if bc.epsv {
+		return "EPSV"
+	}
+	return "PASV"
+}
+
+// passiveAnswer reads the backend's reply to verb, its try-th: the end that
+// dials the port it names, or a refusal with a nil end, or the other verb
+// to ask with when the backend lacks this one (a 500 or 502 to the first).
+// Only the port is used: a 227 may name a private, NATed or 0.0.0.0
+// address, and the data connection goes to the backend's control IP, from
+// the proxy's side of the control connection (backends refuse data from
+// another IP than control).
+func (bc *backendConn) passiveAnswer(verb string, rep ftpctl.Reply, try int, log zerolog.Logger, dialTimeout time.Duration) (dataEnd, ftpctl.Reply, string) {
+	var (
+		port uint16
+		err  error
+	)
+	switch {
+	case verb == "PASV" && rep.Code == ftpctl.CodeEnteringPassive:
+		var ap netip.AddrPort
+		ap, err = ftpctl.ParsePASV(rep.Text())
+		port = ap.Port()
+	case verb == "EPSV" && rep.Code == ftpctl.CodeEnteringExtPassive:
+		port, err = ftpctl.ParseEPSV(rep.Text())
+	case rep.Code.Class() == ftpctl.ClassPermanent && try == 0 && bc.ip.Is4():
+		if verb == "EPSV" {
+			return nil, rep, "PASV"
+		}
+		return nil, rep, "EPSV"
+	default:
+		return nil, rep, ""
+	}
+	if err != nil || port == 0 {
+		log.Warn().Err(err).Str("reply", rep.Text()).Msg("backend passive reply unusable")
+		return nil, ftpctl.NewReply(ftpctl.CodeCannotOpenData, "Can't open passive connection."), ""
+	}
+	return &dialEnd{
+		party:   partyBackend,
+		target:  netip.AddrPortFrom(bc.ip, port),
+		from:    netip.AddrPortFrom(bc.localIP, 0),
+		timeout: dialTimeout,
+		log:     log,
+	}, rep, ""
+}
+
+// aheadEnd is a backend's passive end asked for without waiting: PASV or
+// EPSV goes to the backend as the client's PASV or EPSV is answered, and
+// its reply is read in the background while the client connects and sends
+// its transfer command. That takes a backend round trip off every file of
+// a client that sends PASV, RETR, PASV, RETR... The backend connection
+// carries no other command until the reply is in (backendConn.pending),
+// and the transfer command goes out only once the end is settled: the
+// port to dial, or after a refusal the fallback the session chose.
+type aheadEnd struct {
+	replied chan struct{} // the background read is over
+	settled chan struct{} // end is final; open may go on
+	// Set before replied closes, or by settle:
+	end     dataEnd      // nil: refused, or the read failed
+	refusal ftpctl.Reply // the backend's, or the proxy's for an unusable reply
+	err     error        // the backend connection failed
+
+	mu       sync.Mutex
+	released bool // guarded by mu, as is end once replied is closed
+}
+
+// settle makes end, the fallback after a refusal, the final end. The
+// channel may be over already: then end is released at once.
+func (e *aheadEnd) settle(end dataEnd) {
+	e.mu.Lock()
+	e.end = end
+	released := e.released
+	e.mu.Unlock()
+	close(e.settled)
+	if released {
+		end.release()
+	}
+}
+
+func (e *aheadEnd) open(ctx context.Context, started <-chan struct{}) (net.Conn, error) {
+	select {
+	case <-e.settled:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if e.end == nil {
+		return nil, errDataConnect
+	}
+	return e.end.open(ctx, started)
+}
+
+func (e *aheadEnd) release() {
+	e.mu.Lock()
+	e.released = true
+	var end dataEnd
+	select {
+	case <-e.replied:
+		end = e.end
+	default:
+	}
+	e.mu.Unlock()
+	if end != nil {
+		end.release()
+	}
+}
+
+// backendPassiveAhead sends PASV or EPSV to the backend and reads the reply
+// in the background (aheadEnd).
+func (s *session) backendPassiveAhead() (*aheadEnd, error) {
+	bc, log, idle, dialTimeout := s.backend, s.log, s.cfg.Timeouts.idle(), s.cfg.Timeouts.backendDial()
+	verb := bc.passiveVerb()
+	if err := bc.send(ftpctl.Command{Verb: verb}, idle); err != nil {
+		return nil, s.backendLost(err)
+	}
+	e := &aheadEnd{replied: make(chan struct{}), settled: make(chan struct{})}
+	bc.pending = e.replied
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(e.replied)
+		for try := 0; ; try++ {
+			rep, err := bc.finalReply()
+			if err != nil {
+				e.err = err
+				return
+			}
+			end, rep, other := bc.passiveAnswer(verb, rep, try, log, dialTimeout)
+			if other == "" {
+				e.end, e.refusal = end, rep
+				if end != nil {
+					close(e.settled)
+				}
+				return
+			}
+			// The backend connection is this goroutine's until replied
+			// closes.
+			bc.epsv, verb = !bc.epsv, other
+			if err := bc.sendNow(ftpctl.Command{Verb: verb}, idle); err != nil {
+				e.err = err
+				return
+			}
+		}
+	}()
+	return e, nil
+}
+
+// settleAhead waits for the backend's answer to a passive end asked ahead
+// and, after a refusal, sets the end up in the fallback mode when
+// data_to_backend allows one, before dc's transfer command goes out. A
+// refusal with no fallback is answered here: the end stays nil, the
+// channel is aborted, and ok is false.
+func (s *session) settleAhead(dc *dataChannel) (ok bool, err error) {
+	e, isAhead := dc.backend.(*aheadEnd)
+	if !isAhead {
+		return true, nil
+	}
+	<-e.replied
+	select {
+	case <-e.settled:
+		return true, nil
+	default:
+	}
+	if e.err != nil {
+		dc.abort()
+		return false, s.backendLost(e.err)
+	}
+	rep := e.refusal
+	if rep.Code == ftpctl.CodeNotAvailable {
+		dc.abort()
+		s.send(rep)
+		return false, errBackendLost
+	}
+	s.log.Info().Stringer("backend_data", DataPassive).Int("code", int(rep.Code)).Str("text", rep.Text()).
+		Msg("backend refused data connection setup")
+	if s.backend.DataToBackend == DataAuto {
+		end, arep, err := s.backendActive()
+		if err != nil {
+			dc.abort()
+			return false, err
+		}
+		if end != nil {
+			dc.backMode = DataActive
+			e.settle(end)
+			return true, nil
+		}
+		if arep.Code == ftpctl.CodeNotAvailable {
+			dc.abort()
+			s.send(arep)
+			return false, errBackendLost
+		}
+		s.log.Info().Stringer("backend_data", DataActive).Int("code", int(arep.Code)).Str("text", arep.Text()).
+			Msg("backend refused data connection setup")
+	}
+	dc.abort()
+	return false, s.send(rep)
 }
 
 // familyOf is ip's network protocol number in EPSV and EPRT (RFC 2428).

@@ -92,17 +92,16 @@ type session struct {
 	reached    netip.AddrPort
 	proxied    bool
 
-	phase    phase
-	prot     byte // 'C' or 'P', RFC 4217 section 9
-	user     string
-	host     string  // HOST argument, replayed to the backend (RFC 7151)
-	utf8     bool    // OPTS UTF8 ON received before the backend was dialled
-	epsvAll  bool    // EPSV ALL: PASV is refused (RFC 2428 section 4)
-	sni      string  // TLS server name the client asked for
-	member   *member // the backend's place in its pool
-	backend  *backendConn
-	data     *dataChannel // passive channel waiting for its transfer
-	backEPSV bool         // ask the backend with EPSV rather than PASV
+	phase   phase
+	prot    byte // 'C' or 'P', RFC 4217 section 9
+	user    string
+	host    string  // HOST argument, replayed to the backend (RFC 7151)
+	utf8    bool    // OPTS UTF8 ON received before the backend was dialled
+	epsvAll bool    // EPSV ALL: PASV is refused (RFC 2428 section 4)
+	sni     string  // TLS server name the client asked for
+	member  *member // the backend's place in its pool
+	backend *backendConn
+	data    *dataChannel // passive channel waiting for its transfer
 
 	controlTLS *tls.Config // the control handshake's configuration
 	dataTLS    *tls.Config // the data handshakes'

@@ -27,6 +27,9 @@ func (s *session) transfer(cmd ftpctl.Command) error {
 		dc.abort()
 		return s.reply(ftpctl.CodePolicyDenied, "Data connections must be protected: use PROT P.")
 	}
+	if ok, err := s.settleAhead(dc); !ok {
+		return err
+	}
 	dir := transferDirection[cmd.Verb]
 	began := time.Now()
 	if err := s.backend.send(cmd, s.cfg.Timeouts.idle()); err != nil {
