@@ -203,6 +203,9 @@ func TestDataToBackend(t *testing.T) {
 		// answer if it asked in that mode, else 425.
 		{"active", DataActive, func(b *ftptest.Server) { b.DisableActive = true }, []string{"PORT"}, "", 502},
 		{"passive", DataActive, func(b *ftptest.Server) { b.DisableActive = true }, []string{"PORT"}, "", 425},
+		// Asked ahead (aheadEnd): EPSV is answered at once, the refusal
+		// at the transfer command.
+		{"passive", DataPassive, func(b *ftptest.Server) { b.DisablePassive = true }, []string{"PASV", "EPSV"}, "", 502},
 	}
 	for _, c := range cases {
 		name := fmt.Sprintf("client-%s/to-backend-%s", c.client, c.toBackend)
@@ -219,9 +222,13 @@ func TestDataToBackend(t *testing.T) {
 			rc.cmd("PROT P", 200)
 			var got []byte
 			if c.client == "passive" {
-				if c.refusal != 0 {
+				switch {
+				case c.refusal != 0 && c.toBackend == DataActive:
 					rc.cmd("EPSV", c.refusal)
-				} else {
+				case c.refusal != 0:
+					rc.cmd("EPSV", 229)
+					rc.cmd("RETR f", c.refusal)
+				default:
 					got = dataRetr229(t, rc, h.client, "f")
 				}
 			} else {
