@@ -250,6 +250,15 @@ func (s *session) endTransfer(cmd ftpctl.Command, dir direction, dc *dataChannel
 	}
 	s.transfers++
 	d := time.Since(began)
+	s.transferEnded(TransferEvent{
+		Time: time.Now(), Duration: d, Session: s.id, Client: s.clientIP, User: s.user,
+		Backend: s.member.name(), Verb: cmd.Verb, Path: cmd.Arg, Direction: dir.String(),
+		Bytes: n, Prot: string(s.prot), Code: int(rep.Code),
+		Complete: rep.Code.Class() == ftpctl.ClassCompletion,
+	})
+	// The record is written once the client has its reply, which it waits
+	// for: a file's latency is what a client of many small ones feels.
+	err := s.send(rep)
 	ev := s.log.Info()
 	if rep.Code.Class() != ftpctl.ClassCompletion {
 		ev = s.log.Warn()
@@ -264,13 +273,7 @@ func (s *session) endTransfer(cmd ftpctl.Command, dir direction, dc *dataChannel
 		ev = ev.Bool("data_resumed", dc.resumed).Str("data_tls_version", tls.VersionName(dc.tlsVersion))
 	}
 	ev.Msg("transfer")
-	s.transferEnded(TransferEvent{
-		Time: time.Now(), Duration: d, Session: s.id, Client: s.clientIP, User: s.user,
-		Backend: s.member.name(), Verb: cmd.Verb, Path: cmd.Arg, Direction: dir.String(),
-		Bytes: n, Prot: string(s.prot), Code: int(rep.Code),
-		Complete: rep.Code.Class() == ftpctl.ClassCompletion,
-	})
-	return s.send(rep)
+	return err
 }
 
 // transferEnded counts a transfer and hands it to Config.OnTransfer.
