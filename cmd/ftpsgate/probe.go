@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pires/go-proxyproto"
 	"github.com/urfave/cli/v2"
 
 	"github.com/ftpsgate/ftpsgate/ftpctl"
@@ -83,9 +84,10 @@ type prober struct {
 	serverName string
 	timeout    time.Duration
 
-	st       settings
-	lines    *keyLines
-	warnings int
+	st        settings
+	lines     *keyLines
+	warnings  int
+	saidProxy bool // the PROXY header line is printed
 }
 
 func (p *prober) run(ctx context.Context, c *cli.Context) error {
@@ -420,7 +422,7 @@ func (p *prober) explicit(ctx context.Context, listen string) (*ftpConn, *tls.Co
 	addr, host := dialAddress(listen)
 	here := p.where("listen", "explicit")
 	fix := fmt.Sprintf("start `ftpsgate serve --config %s`, or check listen.explicit (%s) and the firewall", p.path, here)
-	c, err := p.dial(ctx, addr)
+	c, err := p.dialListener(ctx, addr)
 	if err != nil {
 		return nil, nil, p.fail(fix, "explicit listener %s: %v", addr, err)
 	}
@@ -454,7 +456,7 @@ func (p *prober) explicit(ctx context.Context, listen string) (*ftpConn, *tls.Co
 func (p *prober) implicit(ctx context.Context, listen string, keep bool) (*ftpConn, *tls.Config, error) {
 	addr, host := dialAddress(listen)
 	fix := fmt.Sprintf("start `ftpsgate serve --config %s`, or check listen.implicit (%s) and the firewall", p.path, p.where("listen", "implicit"))
-	c, err := p.dial(ctx, addr)
+	c, err := p.dialListener(ctx, addr)
 	if err != nil {
 		return nil, nil, p.fail(fix, "implicit listener %s: %v", addr, err)
 	}
@@ -602,6 +604,12 @@ func (p *prober) list(ctx context.Context, c *ftpConn, verb string, tc *tls.Conf
 		return p.fail(fmt.Sprintf("let clients reach listen.passive_ports (%s) through the firewall", p.st.proxy.PassivePorts),
 			"%s: data connection to %s: %v", verb, target, err)
 	}
+	if p.st.proxy.DataProxyProtocol {
+		if err := p.proxyHeader(data); err != nil {
+			data.Close()
+			return p.fail("see the proxy's log", "%s: PROXY header on the data connection to %s: %v", verb, target, err)
+		}
+	}
 	data.SetDeadline(time.Now().Add(p.timeout))
 	dataDone := make(chan dataResult, 1)
 	go receiveTLS(ctx, data, tc, dataDone)
@@ -669,6 +677,51 @@ type ftpConn struct {
 // dial connects to addr; cancelling ctx closes the connection.
 func (p *prober) dial(ctx context.Context, addr string) (*ftpConn, error) {
 	return dialFTP(ctx, addr, p.timeout)
+}
+
+// dialListener connects to one of the proxy's listeners, with a PROXY
+// header first when the probe's own address is in listen.trusted_proxies:
+// the proxy then refuses a connection without one, as from a balancer
+// that lost its setting.
+func (p *prober) dialListener(ctx context.Context, addr string) (*ftpConn, error) {
+	c, err := p.dial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.proxyHeader(c.raw); err != nil {
+		c.close()
+		return nil, fmt.Errorf("PROXY header: %w", err)
+	}
+	return c, nil
+}
+
+// proxyHeader writes a PROXY v2 header naming conn's own ends, as a
+// balancer would for a client at the probe's address, if that address is
+// in listen.trusted_proxies; otherwise nothing. The first time, it says so.
+func (p *prober) proxyHeader(conn net.Conn) error {
+	local, remote := tcpAddrPort(conn.LocalAddr()), tcpAddrPort(conn.RemoteAddr())
+	trusted := false
+	for _, pfx := range p.st.proxy.TrustedProxies {
+		if pfx.Contains(local.Addr()) {
+			trusted = true
+		}
+	}
+	if !trusted {
+		return nil
+	}
+	if !p.saidProxy {
+		p.saidProxy = true
+		p.ok("PROXY protocol: this host (%s) is in listen.trusted_proxies (%s): the probe sends a v2 header naming itself",
+			local.Addr(), p.where("listen", "trusted_proxies"))
+	}
+	_, err := proxyproto.HeaderProxyFromAddrs(2, net.TCPAddrFromAddrPort(local), net.TCPAddrFromAddrPort(remote)).WriteTo(conn)
+	return err
+}
+
+// tcpAddrPort is a TCP address as an unmapped netip.AddrPort.
+func tcpAddrPort(a net.Addr) netip.AddrPort {
+	ap := a.(*net.TCPAddr).AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // dialFTP connects to addr; timeout bounds the dial and each later step,

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -376,5 +377,38 @@ func TestDialAddress(t *testing.T) {
 		if got, _ := dialAddress(in); got != want {
 			t.Errorf("dialAddress(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestProbeFromTrustedProxy: run from an address in listen.trusted_proxies,
+// where the proxy refuses connections without a PROXY header, the probe
+// sends one naming itself, on the data connections too with
+// data_proxy_protocol, and every check passes.
+func TestProbeFromTrustedProxy(t *testing.T) {
+	t.Parallel()
+	e := newProbeEnv(t, "", nil, func(c *proxy.Config) {
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+		c.DataProxyProtocol = true
+	})
+	conf, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, e.config, strings.Replace(string(conf), "[listen]\n",
+		"[listen]\ntrusted_proxies = [\"127.0.0.0/8\"]\ndata_proxy_protocol = true\n", 1))
+	out, code := e.probe(t, "--user", "alice", "--password-file", filepath.Join(e.dir, "password"))
+	if code != 0 || strings.Contains(out, "FAIL") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	expectLines(t, out,
+		`ok    PROXY protocol: this host \(127\.0\.0\.1\) is in listen\.trusted_proxies \(.*ftpsgate\.toml:\d+\): the probe sends a v2 header naming itself`,
+		`ok    explicit listener .*: 220 ftpsgate ready`,
+		`ok    implicit listener .*; 220 ftpsgate ready`,
+		`ok    login as alice: 230 .*`,
+		`ok    LIST over PASV via .*resumed the control TLS session; 2 entries, 226 .*`,
+		`ok    LIST over EPSV via .*resumed the control TLS session; 2 entries, 226 .*`,
+	)
+	if strings.Count(out, "PROXY protocol") != 1 {
+		t.Errorf("the PROXY header is announced more than once:\n%s", out)
 	}
 }
