@@ -35,14 +35,20 @@ type batchConn struct {
 // The read-ahead buffer is a relay buffer (copyBufs) less one record's
 // plaintext: what it holds, after the part of a record the last read left,
 // always fits the relay's buffer, so that every socket read becomes one
-// write on. Gathered, a relay buffer of plaintext takes up to
-// gatherBufSize: 8 records of at most 16 KiB and 256 bytes of header, tag
-// and padding.
-const readAheadSize = copyBufSize - 16<<10
+// write on. A gather buffer holds a relay buffer of plaintext as records:
+// at most 16 KiB each, with up to gatherOverhead bytes of header, IV, tag
+// and padding (TLS 1.2 CBC with SHA-384 comes to 325).
+const (
+	readAheadSize    = copyBufSize - 16<<10
+	gatherOverhead   = 512
+	gatherBufSize    = copyBufSize + 8<<10
+	bigGatherBufSize = bigCopyBufSize + 32<<10
+)
 
-const gatherBufSize = copyBufSize + 8<<10
-
-var gatherBufs = sync.Pool{New: func() any { return new([gatherBufSize]byte) }}
+var (
+	gatherBufs    = sync.Pool{New: func() any { return new([gatherBufSize]byte) }}
+	bigGatherBufs = sync.Pool{New: func() any { return new([bigGatherBufSize]byte) }}
+)
 
 // dataTLSServer and dataTLSClient start TLS on a data connection over a
 // batchConn, which relayData then batches.
@@ -141,12 +147,21 @@ func (b *batchConn) Write(p []byte) (int, error) {
 	return b.Conn.Write(p)
 }
 
-// startGather makes Write keep what it is given until flush.
-func (b *batchConn) startGather() {
+// startGather makes Write keep what it is given until flush: the records
+// of n bytes of plaintext.
+func (b *batchConn) startGather(n int) {
 	b.wmu.Lock()
 	defer b.wmu.Unlock()
+	need := n + (n>>14+1)*gatherOverhead
+	if b.wbuf != nil && cap(b.wbuf) < need {
+		b.putGatherLocked()
+	}
 	if b.wbuf == nil {
-		b.wbuf = gatherBufs.Get().(*[gatherBufSize]byte)[:0]
+		if need <= gatherBufSize {
+			b.wbuf = gatherBufs.Get().(*[gatherBufSize]byte)[:0]
+		} else {
+			b.wbuf = bigGatherBufs.Get().(*[bigGatherBufSize]byte)[:0]
+		}
 	}
 	b.gather = true
 }
@@ -172,10 +187,18 @@ func (b *batchConn) flushLocked() error {
 func (b *batchConn) returnWrite() {
 	b.wmu.Lock()
 	defer b.wmu.Unlock()
-	if b.wbuf != nil {
+	b.putGatherLocked()
+	b.gather = false
+}
+
+func (b *batchConn) putGatherLocked() {
+	switch cap(b.wbuf) {
+	case gatherBufSize:
 		gatherBufs.Put((*[gatherBufSize]byte)(b.wbuf[:gatherBufSize]))
-		b.wbuf, b.gather = nil, false
+	case bigGatherBufSize:
+		bigGatherBufs.Put((*[bigGatherBufSize]byte)(b.wbuf[:bigGatherBufSize]))
 	}
+	b.wbuf = nil
 }
 
 // CloseWrite half-closes the socket, for closeWrite under TLS.

@@ -138,7 +138,8 @@ func TestRelayBatchesUploadRecords(t *testing.T) {
 }
 
 // A download goes to the client in one socket write per relay buffer, not
-// one per record, and the client reads it intact up to close_notify.
+// one per record, the buffer growing for a source that fills it, and the
+// client reads it intact up to close_notify.
 func TestRelayBatchesDownloadRecords(t *testing.T) {
 	proxyEnd, proxyTap, clientEnd, clientTap := tlsPair(t)
 	proxyTap.tap(nil)
@@ -151,9 +152,11 @@ func TestRelayBatchesDownloadRecords(t *testing.T) {
 		t.Fatalf("relayed %d bytes, %v; want %d", n, err, len(data))
 	}
 	t.Logf("%d socket writes", proxyTap.writes)
-	// 1 MiB in 128 KiB writes, and close_notify.
-	if proxyTap.writes > 9 {
-		t.Errorf("1 MiB went out in %d socket writes, want at most 9", proxyTap.writes)
+	// A write per relay buffer, not per record: the first read fills the
+	// 128 KiB buffer, which then grows to 512 KiB (128, 512 and 384 KiB),
+	// and close_notify.
+	if proxyTap.writes > 4 {
+		t.Errorf("1 MiB went out in %d socket writes, want at most 4", proxyTap.writes)
 	}
 	clientTap.tap(proxyTap.out.Bytes())
 	got, err := io.ReadAll(clientEnd)
