@@ -200,11 +200,3 @@ func (b *batchConn) putGatherLocked() {
 	}
 	b.wbuf = nil
 }
-
-// CloseWrite half-closes the socket, for closeWrite under TLS.
-func (b *batchConn) CloseWrite() error {
-	if cw, ok := b.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -165,5 +166,47 @@ func TestRelayBatchesDownloadRecords(t *testing.T) {
 	}
 	if !bytes.Equal(got, data) {
 		t.Fatalf("client received %d bytes, not the %d sent", len(got), len(data))
+	}
+}
+
+// reset cuts a TLS data connection with a TCP reset and no close_notify:
+// the peer must not see a clean end, or a backend would store a cut
+// upload as a whole file.
+func TestResetSendsNoCloseNotify(t *testing.T) {
+	t.Parallel()
+	off, err := tlsoffload.New(tlsoffload.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(off.Certificate().Leaf)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for range 5 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		proxyEnd := dataTLSServer(s, off.TLSConfig())
+		clientEnd := tls.Client(c, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+		var wg sync.WaitGroup
+		wg.Go(func() { proxyEnd.Handshake() })
+		if err := clientEnd.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		reset(proxyEnd)
+		clientEnd.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := clientEnd.Read(make([]byte, 1)); err == nil || errors.Is(err, io.EOF) {
+			t.Fatalf("after reset the peer read %v, want a connection error", err)
+		}
+		clientEnd.Close()
 	}
 }

@@ -586,10 +586,13 @@ func (e *dialEnd) dial(ctx context.Context, from netip.AddrPort) (net.Conn, erro
 // reset closes c with a TCP reset and without TLS close_notify, so that
 // its peer sees the transfer fail rather than end.
 func reset(c net.Conn) {
-	if tc, ok := socketOf(c).(*net.TCPConn); ok {
+	// The socket itself: closing the TLS layer would send close_notify,
+	// which reads as a clean end.
+	sock := socketOf(c)
+	if tc, ok := sock.(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}
-	c.Close()
+	sock.Close()
 }
 
 // isBindError reports whether a dial failed at binding its local address:
