@@ -204,8 +204,9 @@ func TestDataToBackend(t *testing.T) {
 		{"active", DataActive, func(b *ftptest.Server) { b.DisableActive = true }, []string{"PORT"}, "", 502},
 		{"passive", DataActive, func(b *ftptest.Server) { b.DisableActive = true }, []string{"PORT"}, "", 425},
 		// Asked ahead (aheadEnd): EPSV is answered at once, the refusal
-		// at the transfer command.
-		{"passive", DataPassive, func(b *ftptest.Server) { b.DisablePassive = true }, []string{"PASV", "EPSV"}, "", 502},
+		// at the transfer command, as a data connection that cannot be
+		// opened.
+		{"passive", DataPassive, func(b *ftptest.Server) { b.DisablePassive = true }, []string{"PASV", "EPSV"}, "", 425},
 	}
 	for _, c := range cases {
 		name := fmt.Sprintf("client-%s/to-backend-%s", c.client, c.toBackend)

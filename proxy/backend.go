@@ -198,6 +198,22 @@ func (bc *backendConn) wait() {
 	}
 }
 
+// waitFor is wait for at most d; false when the reply is still awaited.
+func (bc *backendConn) waitFor(d time.Duration) bool {
+	if bc.pending == nil {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-bc.pending:
+		bc.pending = nil
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
 // sendNow is send for the background reader of a reply, which may follow
 // up with another command.
 func (bc *backendConn) sendNow(cmd ftpctl.Command, timeout time.Duration) error {

@@ -193,8 +193,9 @@ func (s *session) noop(ftpctl.Command) error {
 }
 
 func (s *session) quit(ftpctl.Command) error {
-	if s.backend != nil {
-		// Politely, but without waiting long for a backend that won't answer.
+	// Politely, but without waiting long for a backend that won't answer,
+	// also one still to answer a PASV asked ahead.
+	if s.backend != nil && s.backend.waitFor(time.Second) {
 		s.backend.roundTrip(ftpctl.Command{Verb: "QUIT"}, time.Second)
 	}
 	s.reply(ftpctl.CodeClosing, "Goodbye.")

@@ -511,3 +511,59 @@ func TestPassiveAskedAhead(t *testing.T) {
 	rc.expect(257)
 	rc.cmd("QUIT", 221)
 }
+
+// A backend that does not answer a PASV asked ahead within the idle
+// timeout loses its session: a command sent meanwhile gets 421, never a
+// reply meant for the PASV. A QUIT meanwhile is answered at once.
+func TestPassiveAskedAheadUnanswered(t *testing.T) {
+	t.Parallel()
+	silentPASV := scripted(func(c net.Conn, _ *bufio.Reader, verb string) bool {
+		if verb != "PASV" {
+			return false
+		}
+		silent(c) // until the proxy hangs up
+		return true
+	})
+	t.Run("command", func(t *testing.T) {
+		t.Parallel()
+		// This backend answers PASV only once the next command has come,
+		// after the proxy's idle timeout: that late 227 must not become
+		// the next command's reply.
+		late := scripted(func(c net.Conn, br *bufio.Reader, verb string) bool {
+			if verb != "PASV" {
+				return false
+			}
+			if _, err := br.ReadString('\n'); err != nil {
+				return true
+			}
+			io.WriteString(c, "227 Entering Passive Mode (127,0,0,1,0,1).\r\n257 \"/\"\r\n")
+			return true
+		})
+		h := hostileHarness(t, startFakeBackend(t, late).addr())
+		rc := h.raw(h.explicit())
+		rc.expect(220)
+		rc.cmd("USER evil", 331)
+		rc.cmd("PASS pw", 230)
+		rc.cmd("EPSV", 229)
+		rc.cmd("PWD", 421)
+		rc.expectClosed()
+	})
+	t.Run("quit", func(t *testing.T) {
+		t.Parallel()
+		// An idle timeout far beyond the raw client's 20 s deadline: a
+		// QUIT that waited for it would fail the test.
+		bad := startFakeBackend(t, silentPASV).addr()
+		h := newHarness(t, func(c *Config) {
+			c.PlainAllowed = true
+			c.Health.Disabled = true
+			c.Timeouts.Idle = 10 * time.Minute
+			c.Routes = []Route{{Name: "hostile", User: []string{"evil"}, Backends: []Backend{{Address: bad, Name: "bad"}}}}
+		}, nil)
+		rc := h.raw(h.explicit())
+		rc.expect(220)
+		rc.cmd("USER evil", 331)
+		rc.cmd("PASS pw", 230)
+		rc.cmd("EPSV", 229)
+		rc.cmd("QUIT", 221)
+	})
+}

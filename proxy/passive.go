@@ -294,6 +294,14 @@ func (s *session) backendPassiveAhead() (*aheadEnd, error) {
 	go func() {
 		defer s.wg.Done()
 		defer close(e.replied)
+		defer func() {
+			if e.err != nil {
+				// A reply still to come would be taken for the next
+				// command's: the connection is done, and the next
+				// command finds it lost.
+				bc.conn.Close()
+			}
+		}()
 		for try := 0; ; try++ {
 			rep, err := bc.finalReply()
 			if err != nil {
@@ -368,7 +376,9 @@ func (s *session) settleAhead(dc *dataChannel) (ok bool, err error) {
 			Msg("backend refused data connection setup")
 	}
 	dc.abort()
-	return false, s.send(rep)
+	// The backend's refusal was of PASV or EPSV: to the transfer command
+	// it is a data connection that cannot be opened.
+	return false, s.reply(ftpctl.CodeCannotOpenData, "Can't open data connection.")
 }
 
 // familyOf is ip's network protocol number in EPSV and EPRT (RFC 2428).
