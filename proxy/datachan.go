@@ -152,17 +152,27 @@ func (s *session) backendEnd(clientMode DataMode) (dataEnd, DataMode, error) {
 		if end != nil {
 			return end, m, nil
 		}
-		if rep.Code == ftpctl.CodeNotAvailable {
-			s.send(rep)
-			return nil, m, errBackendLost
+		if err := s.refusedSetup(m, rep); err != nil {
+			return nil, m, err
 		}
-		s.log.Info().Stringer("backend_data", m).Int("code", int(rep.Code)).Str("text", rep.Text()).
-			Msg("backend refused data connection setup")
 		if m == clientMode {
 			refusal = rep
 		}
 	}
 	return nil, 0, s.send(refusal)
+}
+
+// refusedSetup takes a backend's refusal to set up a data connection in
+// mode m: logged, and a 421 (the backend closing) relayed, ending the
+// session.
+func (s *session) refusedSetup(m DataMode, rep ftpctl.Reply) error {
+	if rep.Code == ftpctl.CodeNotAvailable {
+		s.send(rep)
+		return errBackendLost
+	}
+	s.log.Info().Stringer("backend_data", m).Int("code", int(rep.Code)).Str("text", rep.Text()).
+		Msg("backend refused data connection setup")
+	return nil
 }
 
 // dropData ends the data channel waiting for a transfer, if any: a new

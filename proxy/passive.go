@@ -348,16 +348,15 @@ func (s *session) settleAhead(dc *dataChannel) (ok bool, err error) {
 		dc.abort()
 		return false, s.backendLost(e.err)
 	}
-	rep := e.refusal
-	if rep.Code == ftpctl.CodeNotAvailable {
+	if err := s.refusedSetup(DataPassive, e.refusal); err != nil {
 		dc.abort()
-		s.send(rep)
-		return false, errBackendLost
+		return false, err
 	}
-	s.log.Info().Stringer("backend_data", DataPassive).Int("code", int(rep.Code)).Str("text", rep.Text()).
-		Msg("backend refused data connection setup")
 	if s.backend.DataToBackend == DataAuto {
-		end, arep, err := s.backendActive()
+		end, rep, err := s.backendActive()
+		if err == nil && end == nil {
+			err = s.refusedSetup(DataActive, rep)
+		}
 		if err != nil {
 			dc.abort()
 			return false, err
@@ -367,13 +366,6 @@ func (s *session) settleAhead(dc *dataChannel) (ok bool, err error) {
 			e.settle(end)
 			return true, nil
 		}
-		if arep.Code == ftpctl.CodeNotAvailable {
-			dc.abort()
-			s.send(arep)
-			return false, errBackendLost
-		}
-		s.log.Info().Stringer("backend_data", DataActive).Int("code", int(arep.Code)).Str("text", arep.Text()).
-			Msg("backend refused data connection setup")
 	}
 	dc.abort()
 	// The backend's refusal was of PASV or EPSV: to the transfer command
