@@ -54,9 +54,10 @@ func (c *tapConn) SetDeadline(t time.Time) error      { return nil }
 func (c *tapConn) SetReadDeadline(t time.Time) error  { return nil }
 func (c *tapConn) SetWriteDeadline(t time.Time) error { return nil }
 
-// tlsPair is a data connection's two TLS ends after their handshake over
-// loopback, each over a tapConn; the proxy's end is over a batchConn.
-func tlsPair(t *testing.T) (proxyEnd *tls.Conn, proxyTap *tapConn, clientEnd *tls.Conn, clientTap *tapConn) {
+// dataTLSPair is a data connection's two TLS ends after their handshake
+// over loopback, the proxy's over a batchConn; wrap, if not nil, goes
+// between each end and its socket, the proxy's first.
+func dataTLSPair(t *testing.T, wrap func(net.Conn) net.Conn) (proxyEnd, clientEnd *tls.Conn) {
 	t.Helper()
 	off, err := tlsoffload.New(tlsoffload.Config{})
 	if err != nil {
@@ -78,9 +79,11 @@ func tlsPair(t *testing.T) (proxyEnd *tls.Conn, proxyTap *tapConn, clientEnd *tl
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close(); s.Close() })
-	proxyTap, clientTap = &tapConn{Conn: s}, &tapConn{Conn: c}
-	proxyEnd = dataTLSServer(proxyTap, off.TLSConfig())
-	clientEnd = tls.Client(clientTap, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	if wrap != nil {
+		s, c = wrap(s), wrap(c)
+	}
+	proxyEnd = dataTLSServer(s, off.TLSConfig())
+	clientEnd = tls.Client(c, &tls.Config{RootCAs: pool, ServerName: "localhost"})
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := proxyEnd.Handshake(); err != nil {
@@ -91,7 +94,19 @@ func tlsPair(t *testing.T) (proxyEnd *tls.Conn, proxyTap *tapConn, clientEnd *tl
 		t.Fatal(err)
 	}
 	wg.Wait()
-	return proxyEnd, proxyTap, clientEnd, clientTap
+	return proxyEnd, clientEnd
+}
+
+// tlsPair is dataTLSPair with each end over a tapConn.
+func tlsPair(t *testing.T) (proxyEnd *tls.Conn, proxyTap *tapConn, clientEnd *tls.Conn, clientTap *tapConn) {
+	t.Helper()
+	var taps []*tapConn
+	proxyEnd, clientEnd = dataTLSPair(t, func(c net.Conn) net.Conn {
+		tc := &tapConn{Conn: c}
+		taps = append(taps, tc)
+		return tc
+	})
+	return proxyEnd, taps[0], clientEnd, taps[1]
 }
 
 // pattern is n bytes that differ along their length.
@@ -174,39 +189,12 @@ func TestRelayBatchesDownloadRecords(t *testing.T) {
 // upload as a whole file.
 func TestResetSendsNoCloseNotify(t *testing.T) {
 	t.Parallel()
-	off, err := tlsoffload.New(tlsoffload.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(off.Certificate().Leaf)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	for range 5 {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		proxyEnd := dataTLSServer(s, off.TLSConfig())
-		clientEnd := tls.Client(c, &tls.Config{RootCAs: pool, ServerName: "localhost"})
-		var wg sync.WaitGroup
-		wg.Go(func() { proxyEnd.Handshake() })
-		if err := clientEnd.Handshake(); err != nil {
-			t.Fatal(err)
-		}
-		wg.Wait()
+		proxyEnd, clientEnd := dataTLSPair(t, nil)
 		reset(proxyEnd)
 		clientEnd.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, err := clientEnd.Read(make([]byte, 1)); err == nil || errors.Is(err, io.EOF) {
 			t.Fatalf("after reset the peer read %v, want a connection error", err)
 		}
-		clientEnd.Close()
 	}
 }

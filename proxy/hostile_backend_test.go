@@ -383,10 +383,7 @@ func TestForeignPASVAddressNotDialled(t *testing.T) {
 		return true
 	}))
 	h := hostileHarness(t, bad.addr())
-	rc := h.raw(h.explicit())
-	rc.expect(220)
-	rc.cmd("USER evil", 331)
-	rc.cmd("PASS pw", 230)
+	rc := h.evil()
 	dconn := rc.epsvData()
 	defer dconn.Close()
 	rc.send("RETR f")
@@ -473,10 +470,7 @@ func TestBackendGreetsWith120First(t *testing.T) {
 		scripted(nil)(c)
 	})
 	h := hostileHarness(t, bad.addr())
-	rc := h.raw(h.explicit())
-	rc.expect(220)
-	rc.cmd("USER evil", 331)
-	rc.cmd("PASS pw", 230)
+	rc := h.evil()
 	rc.cmd("PWD", 257)
 }
 
@@ -501,10 +495,7 @@ func TestPassiveAskedAhead(t *testing.T) {
 	releaseBackend := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(releaseBackend)
 	h := hostileHarness(t, bad.addr())
-	rc := h.raw(h.explicit())
-	rc.expect(220)
-	rc.cmd("USER evil", 331)
-	rc.cmd("PASS pw", 230)
+	rc := h.evil()
 	rc.cmd("EPSV", 229) // while the backend still holds its 227
 	rc.send("PWD")
 	releaseBackend()
@@ -540,10 +531,7 @@ func TestPassiveAskedAheadUnanswered(t *testing.T) {
 			return true
 		})
 		h := hostileHarness(t, startFakeBackend(t, late).addr())
-		rc := h.raw(h.explicit())
-		rc.expect(220)
-		rc.cmd("USER evil", 331)
-		rc.cmd("PASS pw", 230)
+		rc := h.evil()
 		rc.cmd("EPSV", 229)
 		rc.cmd("PWD", 421)
 		rc.expectClosed()
@@ -559,11 +547,18 @@ func TestPassiveAskedAheadUnanswered(t *testing.T) {
 			c.Timeouts.Idle = 10 * time.Minute
 			c.Routes = []Route{{Name: "hostile", User: []string{"evil"}, Backends: []Backend{{Address: bad, Name: "bad"}}}}
 		}, nil)
-		rc := h.raw(h.explicit())
-		rc.expect(220)
-		rc.cmd("USER evil", 331)
-		rc.cmd("PASS pw", 230)
+		rc := h.evil()
 		rc.cmd("EPSV", 229)
 		rc.cmd("QUIT", 221)
 	})
+}
+
+// evil is a raw client logged in as "evil", the hostile backend's user.
+func (h *harness) evil() *rawClient {
+	h.t.Helper()
+	rc := h.raw(h.explicit())
+	rc.expect(220)
+	rc.cmd("USER evil", 331)
+	rc.cmd("PASS pw", 230)
+	return rc
 }
