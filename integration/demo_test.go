@@ -36,7 +36,7 @@ func TestDemo(t *testing.T) {
 	defer func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
-		suiteLog.scanFile(logPath)
+		suiteLog.ScanFile(logPath)
 	}()
 	var commands []string
 	sc := bufio.NewScanner(out)

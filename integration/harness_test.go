@@ -102,7 +102,7 @@ func startProxy(t testing.TB, args ...string) *proxyProc {
 	}()
 	t.Cleanup(func() {
 		p.stop(t)
-		suiteLog.scanFile(logPath) // before t.TempDir goes
+		suiteLog.ScanFile(logPath) // before t.TempDir goes
 		if t.Failed() {
 			t.Logf("ftpsgate %s\n--- proxy log ---\n%s", strings.Join(full, " "), p.log())
 		}

@@ -209,7 +209,7 @@ file = %q
 	case <-time.After(15 * time.Second):
 		t.Fatal("serve did not return after the drain")
 	}
-	suiteLog.scanLines([]byte(readLog()))
+	suiteLog.ScanLines([]byte(readLog()))
 	if drained := waitFileLog("drained"); drained["cut"] != 0.0 {
 		t.Errorf("drained record: %v", drained)
 	}

@@ -121,7 +121,7 @@ func writeFile(t *testing.T, path, content string) {
 func (e *probeEnv) probe(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	out, errOut, err := runCLISerial(t, append([]string{"probe", "--config", e.config, "--timeout", "5s"}, args...)...)
-	suiteLog.scanLines([]byte(out + errOut))
+	suiteLog.ScanLines([]byte(out + errOut))
 	code := 0
 	if err != nil {
 		var ec cli.ExitCoder
