@@ -444,10 +444,7 @@ func TestBackendSilentInTransfer(t *testing.T) {
 				c.Timeouts.DataIdle = 2 * time.Second
 				c.Backends = []Backend{{Address: bad.addr(), Name: "bad"}}
 			}, nil)
-			rc := h.raw(h.explicit())
-			rc.expect(220)
-			rc.cmd("USER evil", 331)
-			rc.cmd("PASS pw", 230)
+			rc := h.evil()
 			dconn := rc.epsvData()
 			defer dconn.Close()
 			rc.send("RETR f")
