@@ -18,7 +18,8 @@
 #     backend (bench/membackend): vsftpd forks two processes per session.
 #
 # vsftpd's own FTPS (a second instance, TLS on) is measured for session
-# setup only, as the reference the issue's target names. `ftpsgate bench`
+# setup, as the reference the target names, and for 4 KiB files,
+# as what the backend gives without a proxy. `ftpsgate bench`
 # offers X25519 and P-256, as curl and other OpenSSL 3.0 clients do (and
 # vsftpd 3.0.3 knows only P-256): Go's default adds a post-quantum hybrid
 # that ProFTPD cannot negotiate, which would make ftpsgate's handshakes

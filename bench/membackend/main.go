@@ -7,6 +7,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -30,7 +31,7 @@ func main() {
 
 func serve(listen, user, passwordFile string) error {
 	if user == "" || passwordFile == "" {
-		return fmt.Errorf("-user and -password-file are required")
+		return errors.New("-user and -password-file are required")
 	}
 	pw, err := os.ReadFile(passwordFile)
 	if err != nil {
