@@ -7,6 +7,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,13 +24,16 @@ func main() {
 	user := flag.String("user", "", "the one user's `name`")
 	passwordFile := flag.String("password-file", "", "`file` holding the user's password")
 	flag.Parse()
-	if err := serve(*listen, *user, *passwordFile); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, *listen, *user, *passwordFile, func(string) {}); err != nil {
 		fmt.Fprintln(os.Stderr, "membackend:", err)
 		os.Exit(1)
 	}
 }
 
-func serve(listen, user, passwordFile string) error {
+// serve runs the backend on listen until ctx ends; ready learns its address.
+func serve(ctx context.Context, listen, user, passwordFile string, ready func(addr string)) error {
 	if user == "" || passwordFile == "" {
 		return errors.New("-user and -password-file are required")
 	}
@@ -38,13 +42,13 @@ func serve(listen, user, passwordFile string) error {
 		return err
 	}
 	b := ftptest.NewUnstartedServer()
+	// The file as echo writes it: the password and a newline.
 	b.Users = map[string]string{user: strings.TrimSpace(string(pw))}
 	if err := b.StartOn(listen); err != nil {
 		return err
 	}
 	defer b.Close()
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
-	<-stop
+	ready(b.Addr())
+	<-ctx.Done()
 	return nil
 }
