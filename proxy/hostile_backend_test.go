@@ -146,13 +146,15 @@ func hostileHarness(t *testing.T, bad string) *harness {
 
 // healthyBeside runs transfers through the healthy backend until the
 // returned function is called, which fails the test unless every one of
-// them succeeded and at least one ran.
+// them succeeded and at least one ran. A hostile case can be over before
+// the first transfer has begun: stop lets that one finish first.
 func healthyBeside(t *testing.T, h *harness) (stop func()) {
 	t.Helper()
 	want := randomBytes(t, 64<<10)
 	h.backend.FS.WriteFile("/healthy", want)
 	c := h.dial()
 	done := make(chan struct{})
+	first := make(chan struct{}) // closed when one transfer is through, or failed
 	var (
 		wg  sync.WaitGroup
 		n   int
@@ -161,6 +163,11 @@ func healthyBeside(t *testing.T, h *harness) (stop func()) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer func() {
+			if n == 0 {
+				close(first)
+			}
+		}()
 		for {
 			select {
 			case <-done:
@@ -181,11 +188,18 @@ func healthyBeside(t *testing.T, h *harness) (stop func()) {
 			if err != nil {
 				return
 			}
-			n++
+			if n++; n == 1 {
+				close(first)
+			}
 		}
 	}()
 	return func() {
 		t.Helper()
+		select {
+		case <-first:
+		case <-time.After(10 * time.Second):
+			t.Error("the first transfer beside the hostile session did not end within 10s")
+		}
 		close(done)
 		wg.Wait()
 		if err != nil {
