@@ -141,25 +141,29 @@ func (s *session) backendEnd(clientMode DataMode) (dataEnd, DataMode, error) {
 	}
 	refusal := ftpctl.NewReply(ftpctl.CodeCannotOpenData, "Can't open data connection.")
 	for _, m := range modes {
-		setup := s.backendPassive
-		if m == DataActive {
-			setup = s.backendActive
-		}
-		end, rep, err := setup()
-		if err != nil {
-			return nil, m, err
-		}
-		if end != nil {
-			return end, m, nil
-		}
-		if err := s.refusedSetup(m, rep); err != nil {
-			return nil, m, err
+		end, rep, err := s.askBackend(m)
+		if err != nil || end != nil {
+			return end, m, err
 		}
 		if m == clientMode {
 			refusal = rep
 		}
 	}
 	return nil, 0, s.send(refusal)
+}
+
+// askBackend sets up the backend's end of a data connection in mode m; a
+// refusal comes back, taken (refusedSetup), with a nil end.
+func (s *session) askBackend(m DataMode) (dataEnd, ftpctl.Reply, error) {
+	setup := s.backendPassive
+	if m == DataActive {
+		setup = s.backendActive
+	}
+	end, rep, err := setup()
+	if err == nil && end == nil {
+		err = s.refusedSetup(m, rep)
+	}
+	return end, rep, err
 }
 
 // refusedSetup takes a backend's refusal to set up a data connection in

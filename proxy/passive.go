@@ -353,10 +353,7 @@ func (s *session) settleAhead(dc *dataChannel) (ok bool, err error) {
 		return false, err
 	}
 	if s.backend.DataToBackend == DataAuto {
-		end, rep, err := s.backendActive()
-		if err == nil && end == nil {
-			err = s.refusedSetup(DataActive, rep)
-		}
+		end, _, err := s.askBackend(DataActive)
 		if err != nil {
 			dc.abort()
 			return false, err

@@ -62,9 +62,9 @@ func (v ProxyVersion) String() string {
 // malformed from a trusted proxy, or present from anyone else.
 var errProxyHeader = errors.New("proxy header refused")
 
-// trustedProxy reports whether ip is one of the balancers whose PROXY
-// headers are believed.
-func (c *Config) trustedProxy(ip netip.Addr) bool {
+// TrustedProxy reports whether ip is one of the balancers whose PROXY
+// headers are believed: a connection from it must start with one.
+func (c *Config) TrustedProxy(ip netip.Addr) bool {
 	for _, p := range c.TrustedProxies {
 		if p.Contains(ip) {
 			return true
@@ -117,7 +117,7 @@ func readProxyHeader(conn net.Conn, br *bufio.Reader, timeout time.Duration) (cl
 // waiting here for bytes a direct client never sends before the 220 would
 // stall it.
 func (s *session) proxyHeader() error {
-	if !s.cfg.trustedProxy(s.peer.Addr()) {
+	if !s.cfg.TrustedProxy(s.peer.Addr()) {
 		return nil
 	}
 	client, reached, err := readProxyHeader(s.raw, s.br, s.cfg.Timeouts.handshake())
@@ -185,7 +185,7 @@ func (s *session) dataTrust() func(netip.Addr) bool {
 	if !s.cfg.DataProxyProtocol {
 		return nil
 	}
-	return s.cfg.trustedProxy
+	return s.cfg.TrustedProxy
 }
 
 // proxiedData reads the PROXY header a trusted balancer sends ahead of a

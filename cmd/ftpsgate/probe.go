@@ -700,13 +700,7 @@ func (p *prober) dialListener(ctx context.Context, addr string) (*ftpConn, error
 // in listen.trusted_proxies; otherwise nothing. The first time, it says so.
 func (p *prober) proxyHeader(conn net.Conn) error {
 	local, remote := tcpAddrPort(conn.LocalAddr()), tcpAddrPort(conn.RemoteAddr())
-	trusted := false
-	for _, pfx := range p.st.proxy.TrustedProxies {
-		if pfx.Contains(local.Addr()) {
-			trusted = true
-		}
-	}
-	if !trusted {
+	if !p.st.proxy.TrustedProxy(local.Addr()) {
 		return nil
 	}
 	if !p.saidProxy {
