@@ -336,10 +336,15 @@ func (b *bencher) hold(stop, ctx context.Context) int {
 					}
 					continue
 				}
-				b.stats.session(setup)
 				// Held past Ctrl-C, which would close it: the NOOP below
-				// then says whether it still answers.
-				c.stop()
+				// then says whether it still answers. Counted only once
+				// safe from Ctrl-C, so that a count on the progress line
+				// is one that will be held.
+				if !c.stop() {
+					c.close()
+					continue
+				}
+				b.stats.session(setup)
 				mu.Lock()
 				conns = append(conns, c)
 				mu.Unlock()

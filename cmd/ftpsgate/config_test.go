@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -21,12 +22,18 @@ import (
 // the error.
 func runCLI(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
-	app := newApp()
 	var out, errOut bytes.Buffer
-	app.Writer, app.ErrWriter = &out, &errOut
-	app.ExitErrHandler = func(*cli.Context, error) {}
-	err := app.Run(append([]string{"ftpsgate"}, args...))
+	err := runCLITo(&out, &errOut, args...)
 	return out.String(), errOut.String(), err
+}
+
+// runCLITo is runCLI writing to the given writers, for a test that reads
+// them while the command runs.
+func runCLITo(out, errOut io.Writer, args ...string) error {
+	app := newApp()
+	app.Writer, app.ErrWriter = out, errOut
+	app.ExitErrHandler = func(*cli.Context, error) {}
+	return app.Run(append([]string{"ftpsgate"}, args...))
 }
 
 // exampleWithCerts copies examples/ftpsgate.toml with its certificate paths
