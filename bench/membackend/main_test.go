@@ -64,7 +64,8 @@ func TestServeLogsInTheUserUntilStopped(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("serve did not return when its context ended")
 	}
-	if _, err := net.Dial("tcp", addr); err == nil {
+	if conn, err := net.Dial("tcp", addr); err == nil {
+		conn.Close()
 		t.Error("the backend still listens after serve returned")
 	}
 }
