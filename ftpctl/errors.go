@@ -5,8 +5,9 @@ import (
 	"fmt"
 )
 
-// ErrLineTooLong is returned for a line longer than the reader's limit. The
-// rest of that line has been discarded, so the next read starts on a fresh line.
+// ErrLineTooLong is returned for a line longer than the reader's limit, as
+// soon as the limit is passed: the rest of that line is left unread
+// (Reader.SkipLine).
 var ErrLineTooLong = errors.New("ftpctl: line too long")
 
 // ProtocolError reports malformed input: a line that is not a command, a reply

@@ -2,6 +2,7 @@ package ftpctl
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"strings"
@@ -21,11 +22,15 @@ const (
 )
 
 // Reader reads control lines from a caller's *bufio.Reader with a mandatory
-// line limit. It keeps no other state, so the caller may replace the
-// underlying reader (after AUTH TLS) by making a new Reader.
+// line limit. It keeps no other state than whether an overlong line's end
+// is still unread, so the caller may replace the underlying reader (after
+// AUTH TLS) by making a new Reader.
 type Reader struct {
 	br  *bufio.Reader
 	max int
+	// rest: the last line was over the limit and its end has not been
+	// read; ReadLine refuses to go on until SkipLine.
+	rest bool
 }
 
 // NewReader returns a Reader over br whose lines may be at most maxLine bytes
@@ -37,6 +42,9 @@ func NewReader(br *bufio.Reader, maxLine int) *Reader {
 	return &Reader{br: br, max: maxLine}
 }
 
+// Limit is the longest line the Reader accepts, CRLF excluded.
+func (r *Reader) Limit() int { return r.max }
+
 // Buffered reports how many bytes have been read from the connection but not
 // yet returned as lines. After AUTH TLS this must be zero: bytes sent in
 // plaintext behind AUTH must not be taken as commands (the STARTTLS
@@ -44,36 +52,47 @@ func NewReader(br *bufio.Reader, maxLine int) *Reader {
 func (r *Reader) Buffered() int { return r.br.Buffered() }
 
 // ReadLine returns the next line without its line ending (CRLF, or a bare LF
-// from lax peers). A line over the limit is discarded to its end without being
-// buffered and ErrLineTooLong is returned; the Reader stays usable. A last
-// line cut off by EOF yields io.ErrUnexpectedEOF.
+// from lax peers). A last line cut off by EOF yields io.ErrUnexpectedEOF.
+//
+// A line over the limit yields ErrLineTooLong as soon as the limit is
+// passed, whether or not its end has arrived: a peer that never ends a
+// line cannot keep the reader reading. What was read of it is dropped, and
+// the rest is left unread; ReadLine then keeps returning ErrLineTooLong
+// until the caller either calls SkipLine, to go on with the next line, or
+// gives up the connection. The rest of the line is not a command, and
+// reading it as one would run whatever the peer put there.
 func (r *Reader) ReadLine() (string, error) {
-	var (
-		line    []byte
-		tooLong bool
-	)
+	if r.rest {
+		return "", ErrLineTooLong
+	}
+	var line []byte
 	for {
-		frag, err := r.br.ReadSlice('\n')
-		if !tooLong {
-			if len(line)+len(frag) > r.max+2 {
-				tooLong, line = true, nil
-			} else {
-				line = append(line, frag...)
+		// What has arrived, without waiting for more than one read: the
+		// limit is judged on every byte as it comes, not once a buffer
+		// fills.
+		if r.br.Buffered() == 0 {
+			if _, err := r.br.Peek(1); err != nil {
+				if errors.Is(err, io.EOF) && len(line) > 0 {
+					return "", io.ErrUnexpectedEOF
+				}
+				return "", err
 			}
 		}
-		if err == nil {
+		buf, _ := r.br.Peek(r.br.Buffered())
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			r.br.Discard(i + 1)
+			if len(line)+i+1 > r.max+2 {
+				return "", ErrLineTooLong // its end is read: nothing left over
+			}
+			line = append(line, buf[:i+1]...)
 			break
 		}
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
+		r.br.Discard(len(buf))
+		if len(line)+len(buf) > r.max+2 {
+			r.rest = true
+			return "", ErrLineTooLong
 		}
-		if errors.Is(err, io.EOF) && (len(line) > 0 || tooLong) {
-			return "", io.ErrUnexpectedEOF
-		}
-		return "", err
-	}
-	if tooLong {
-		return "", ErrLineTooLong
+		line = append(line, buf...)
 	}
 	line = line[:len(line)-1]
 	if n := len(line); n > 0 && line[n-1] == '\r' {
@@ -83,6 +102,26 @@ func (r *Reader) ReadLine() (string, error) {
 		return "", ErrLineTooLong
 	}
 	return string(line), nil
+}
+
+// SkipLine discards the rest of a line that ReadLine found too long, up to
+// and including its LF, without buffering it; after any other line it
+// does nothing. It waits for that LF as long as the peer takes: only a
+// caller that trusts the peer to end its line (a test server) should call
+// it, and one reading from a stranger ends the connection instead.
+func (r *Reader) SkipLine() error {
+	for r.rest {
+		_, err := r.br.ReadSlice('\n')
+		switch {
+		case err == nil:
+			r.rest = false
+		case errors.Is(err, io.EOF):
+			return io.ErrUnexpectedEOF
+		case !errors.Is(err, bufio.ErrBufferFull):
+			return err
+		}
+	}
+	return nil
 }
 
 // ReadCommand reads and parses one command line.

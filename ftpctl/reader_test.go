@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ftpsgate/ftpsgate/ftpctl"
 )
@@ -618,7 +619,7 @@ func TestReadLine(t *testing.T) {
 			in:    "abcdefgh",
 			max:   4,
 			lines: []string{""},
-			errs:  []error{io.ErrUnexpectedEOF},
+			errs:  []error{ftpctl.ErrLineTooLong, io.ErrUnexpectedEOF}, // the second from SkipLine
 		},
 		{
 			name:  "default-limit",
@@ -643,15 +644,26 @@ func TestReadLine(t *testing.T) {
 			name:  "100KiB-line-without-CRLF-then-EOF",
 			in:    strings.Repeat("x", 100<<10),
 			lines: []string{""},
-			errs:  []error{io.ErrUnexpectedEOF},
+			errs:  []error{ftpctl.ErrLineTooLong, io.ErrUnexpectedEOF}, // the second from SkipLine
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			r := newReader(tt.in, tt.max)
+			skip := false // the last line was too long: SkipLine first
 			for i, want := range tt.errs {
-				line, err := r.ReadLine()
+				var (
+					line string
+					err  error
+				)
+				if skip {
+					err = r.SkipLine()
+				}
+				if err == nil {
+					line, err = r.ReadLine()
+				}
+				skip = errors.Is(err, ftpctl.ErrLineTooLong)
 				if !errors.Is(err, want) {
 					t.Fatalf("ReadLine #%d = %q, %v; want error %v", i, trunc(line), err, want)
 				}
@@ -691,10 +703,50 @@ func TestReadLineLimitAboveBufferSize(t *testing.T) {
 			case n > max && !errors.Is(err, ftpctl.ErrLineTooLong):
 				t.Fatalf("ReadLine of %d bytes (limit %d) = %d bytes, %v; want ErrLineTooLong", n, max, len(line), err)
 			}
+			if err := r.SkipLine(); err != nil {
+				t.Fatalf("SkipLine after %d bytes: %v", n, err)
+			}
 			if line, err := r.ReadLine(); err != nil || line != "NOOP" {
 				t.Errorf("ReadLine after %d bytes = %q, %v; want \"NOOP\"", n, line, err)
 			}
 		})
+	}
+}
+
+// TestReadLineStopsAtTheLimit: a line that passes the limit is refused as
+// soon as it does, from a peer that never ends it; not one byte past what
+// the buffer held is read, before SkipLine is asked to.
+func TestReadLineStopsAtTheLimit(t *testing.T) {
+	t.Parallel()
+	const max = 64
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go pw.Write([]byte(strings.Repeat("x", max+10))) // and then nothing, ever
+	r := ftpctl.NewReader(bufio.NewReaderSize(pr, 16), max)
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.ReadLine()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ftpctl.ErrLineTooLong) {
+			t.Fatalf("ReadLine = %v, want ErrLineTooLong", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadLine waited for the end of an overlong line")
+	}
+	if _, err := r.ReadLine(); !errors.Is(err, ftpctl.ErrLineTooLong) {
+		t.Fatalf("ReadLine again = %v, want ErrLineTooLong until SkipLine", err)
+	}
+	// The line ends at last: SkipLine reads through it, and the next line is
+	// the next command.
+	go pw.Write([]byte("yyy\r\nNOOP\r\n"))
+	if err := r.SkipLine(); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := r.ReadLine(); err != nil || line != "NOOP" {
+		t.Fatalf("ReadLine after SkipLine = %q, %v; want NOOP", line, err)
 	}
 }
 
@@ -796,6 +848,9 @@ func TestReadCommand(t *testing.T) {
 	long := newReader("STOR "+strings.Repeat("a", 5000)+"\r\nQUIT\r\n", 0)
 	if _, err := long.ReadCommand(); !errors.Is(err, ftpctl.ErrLineTooLong) {
 		t.Errorf("ReadCommand of an overlong line = %v, want ErrLineTooLong", err)
+	}
+	if err := long.SkipLine(); err != nil {
+		t.Fatal(err)
 	}
 	if got, err := long.ReadCommand(); err != nil || got.Verb != "QUIT" {
 		t.Errorf("ReadCommand after an overlong line = %+v, %v; want QUIT", got, err)

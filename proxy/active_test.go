@@ -135,7 +135,7 @@ func TestActiveTransfers(t *testing.T) {
 				var cfg *tls.Config
 				if protP {
 					rc.cmd("PROT P", 200)
-					cfg = h.client
+					cfg = rc.tls
 				} else {
 					rc.cmd("PROT C", 200)
 				}
@@ -230,7 +230,7 @@ func TestDataToBackend(t *testing.T) {
 					rc.cmd("EPSV", 229)
 					rc.cmd("RETR f", c.refusal)
 				default:
-					got = dataRetr229(t, rc, h.client, "f")
+					got = dataRetr229(t, rc, rc.tls, "f")
 				}
 			} else {
 				ln := activeListener(t, "127.0.0.1")
@@ -238,7 +238,7 @@ func TestDataToBackend(t *testing.T) {
 					rc.cmd(portCmd(ln, false), c.refusal)
 				} else {
 					rc.cmd(portCmd(ln, false), 200)
-					got, _ = retrActive(t, rc, ln, "f", h.client)
+					got, _ = retrActive(t, rc, ln, "f", rc.tls)
 				}
 			}
 			rc.cmd("NOOP", 200)
@@ -511,7 +511,7 @@ func TestActiveAbort(t *testing.T) {
 	rc.send("RETR big")
 	conn := acceptData(t, ln)
 	rc.expect(150)
-	tc := dataTLS(t, conn, h.client)
+	tc := dataTLS(t, conn, rc.tls)
 	if _, err := io.ReadFull(tc, make([]byte, 1<<20)); err != nil {
 		t.Fatal(err)
 	}
@@ -568,7 +568,7 @@ func TestEPSVAll(t *testing.T) {
 	rc.cmd("PASV", 503)
 	rc.cmd("PORT 127,0,0,1,39,16", 503)
 	rc.cmd("EPRT |1|127.0.0.1|10000|", 503)
-	if got := dataRetr229(t, rc, h.client, "f"); string(got) != "extended only" {
+	if got := dataRetr229(t, rc, rc.tls, "f"); string(got) != "extended only" {
 		t.Fatalf("got %q", got)
 	}
 	for _, l := range h.backend.Commands() {
@@ -666,7 +666,7 @@ func TestIPv6(t *testing.T) {
 		}
 		rc.send("RETR f")
 		rc.expect(150)
-		got, err := io.ReadAll(dataTLS(t, raw, h.client))
+		got, err := io.ReadAll(dataTLS(t, raw, rc.tls))
 		raw.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -678,7 +678,7 @@ func TestIPv6(t *testing.T) {
 		rc.cmd("EPSV 2", 229)
 		ln := activeListener(t, "::1")
 		rc.cmd(portCmd(ln, true), 200)
-		got, st := retrActive(t, rc, ln, "f", h.client)
+		got, st := retrActive(t, rc, ln, "f", rc.tls)
 		sameBytes(t, "EPRT download", got, data)
 		if !st.DidResume {
 			t.Error("the EPRT download did not resume the control TLS session")
@@ -696,6 +696,14 @@ func TestIPv6(t *testing.T) {
 		h := ipv6Harness(t, func(c *Config) { c.PublicHost = netip.MustParseAddr("127.0.0.1") })
 		h.backend.FS.WriteFile("/f", []byte("over IPv4"))
 		rc := h.rawTLS()
+		// The data connection comes over IPv4 from an address nothing ties
+		// to the client: under PROT C nothing could tell it from anyone's.
+		if rep := rc.cmd("PASV", 522); !strings.Contains(rep.Text(), "EPSV") {
+			t.Errorf("PASV on IPv6 under PROT C: %q does not point to EPSV", rep.Text())
+		}
+		// Under PROT P it is the one that resumes the client's session.
+		rc.cmd("PBSZ 0", 200)
+		rc.cmd("PROT P", 200)
 		ap, err := ftpctl.ParsePASV(rc.cmd("PASV", 227).Text())
 		if err != nil {
 			t.Fatal(err)
@@ -710,11 +718,15 @@ func TestIPv6(t *testing.T) {
 		defer dconn.Close()
 		rc.send("RETR f")
 		rc.expect(150)
-		got, _ := io.ReadAll(dconn)
+		got, _ := io.ReadAll(dataTLS(t, dconn, rc.tls))
 		rc.expect(226)
 		if string(got) != "over IPv4" {
 			t.Fatalf("got %q", got)
 		}
+		// PROT C after such a PASV: the transfer is refused, not run.
+		rc.cmd("PASV", 227)
+		rc.cmd("PROT C", 200)
+		rc.cmd("RETR f", 522)
 	})
 }
 

@@ -65,7 +65,8 @@ func (h *harness) cccLogin() *cccClient {
 	rc.expect(220)
 	rc.cmd("AUTH TLS", 234)
 	c := &cccClient{rawClient: rc, tcp: rc.conn, hold: &holdConn{Conn: rc.conn}}
-	c.tls = tls.Client(&recordConn{Conn: c.hold}, h.client)
+	rc.tls = h.sessionTLS()
+	c.tls = tls.Client(&recordConn{Conn: c.hold}, rc.tls)
 	if err := c.tls.Handshake(); err != nil {
 		h.t.Fatal(err)
 	}
@@ -159,7 +160,7 @@ func TestCCC(t *testing.T) {
 
 	// PROT P still holds: the data connection is TLS, resuming the
 	// session of the control connection before CCC.
-	got := dataRetr229(t, c.rawClient, h.client, "f")
+	got := dataRetr229(t, c.rawClient, c.rawClient.tls, "f")
 	sameBytes(t, "PROT P download after CCC", got, data)
 	c.cmd("PROT C", 200)
 	dconn := c.epsvData()

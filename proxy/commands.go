@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -24,8 +23,8 @@ type rule struct {
 }
 
 // commands is the proxy's whole policy: what happens to each verb. A verb
-// not listed is relayed verbatim once a backend is dialled, and refused
-// with 530 before that.
+// not listed is relayed verbatim once logged in, and refused with 530
+// before that.
 var commands = map[string]rule{
 	"AUTH": {do: (*session).auth},                    // TLS ends here, RFC 4217 section 4
 	"PBSZ": {do: (*session).pbsz},                    // answered locally: never reaches the backend
@@ -34,9 +33,10 @@ var commands = map[string]rule{
 	"FEAT": {do: (*session).feat},                    // ours merged with the backend's
 	"NOOP": {do: (*session).noop},                    // answered locally
 	"QUIT": {do: (*session).quit},                    // answered locally, backend told politely
-	"USER": {do: (*session).userCmd},                 // backend dialled here
-	"PASS": {do: (*session).login},                   // relayed once, never logged
-	"ACCT": {do: (*session).login},                   // relayed, never logged
+	"USER": {do: (*session).login},                   // answered locally: loginSteps (login.go)
+	"PASS": {do: (*session).login},                   // backend dialled here; never logged
+	"ACCT": {do: (*session).login},                   // never logged
+	"REIN": {do: (*session).login},                   // refused: a new login is a new connection
 	"HOST": {do: (*session).hostCmd},                 // remembered, replayed to the backend
 	"OPTS": {do: (*session).opts},                    // UTF8 ON remembered before login
 	"SYST": {do: (*session).syst},                    // local before login, the backend's after
@@ -46,7 +46,6 @@ var commands = map[string]rule{
 	"EPRT": {need: loggedIn, do: (*session).active},  // bounce-checked, RFC 2428
 	"LPRT": {do: (*session).refuseLong},
 	"LPSV": {do: (*session).refuseLong},
-	"REIN": {do: (*session).notImplemented}, // would reset TLS state; RFC 4217 section 13
 	"ADAT": {do: (*session).notImplemented},
 	"MIC":  {do: (*session).notImplemented},
 	"CONF": {do: (*session).notImplemented},
@@ -69,7 +68,7 @@ var transferDirection = map[string]direction{
 func (s *session) dispatch(cmd ftpctl.Command) error {
 	r, ok := commands[cmd.Verb]
 	if !ok {
-		if s.backend == nil {
+		if s.phase != phaseLoggedIn {
 			return s.reply(ftpctl.CodeNotLoggedIn, "Please log in with USER and PASS.")
 		}
 		return s.relay(cmd)
@@ -88,7 +87,7 @@ func (s *session) auth(cmd ftpctl.Command) error {
 		return s.reply(ftpctl.CodeBadSequence, "Already using TLS.")
 	case s.ctl == cleared:
 		return s.reply(ftpctl.CodeBadSequence, "TLS cannot start again after CCC.")
-	case s.backend != nil:
+	case s.phase != phaseConnected:
 		return s.reply(ftpctl.CodeBadSequence, "AUTH must come before USER.")
 	case mech != "TLS" && mech != "TLS-C" && mech != "SSL" && mech != "TLS-P":
 		return s.reply(ftpctl.CodeParamNotImpl, "AUTH type not supported; use AUTH TLS.")
@@ -163,7 +162,7 @@ func (s *session) feat(ftpctl.Command) error {
 	if s.cfg.AllowCCC {
 		feats = append(feats, "CCC")
 	}
-	if common, ok := s.gen.poolFor(s.sni, s.host, s.user).commonFeatures(); ok {
+	if common, ok := s.gen.poolFor(s.sni, s.host, s.routedName()).commonFeatures(); ok {
 		// What every backend of the pool has in common, as its health
 		// checks found: the session might be on any of them.
 		for _, f := range common {
@@ -182,7 +181,7 @@ func (s *session) feat(ftpctl.Command) error {
 			}
 		}
 	}
-	if s.backend == nil && s.host == "" {
+	if s.phase == phaseConnected && s.host == "" {
 		feats = append(feats, "HOST")
 	}
 	return s.send(ftpctl.FeatReply(feats))
@@ -202,167 +201,8 @@ func (s *session) quit(ftpctl.Command) error {
 	return errQuit
 }
 
-func (s *session) userCmd(cmd ftpctl.Command) error {
-	if s.ctl != protected && !s.cfg.PlainAllowed {
-		s.log.Warn().Str("user", cmd.Arg).Msg("login refused: no TLS")
-		return s.reply(ftpctl.CodeNotLoggedIn, "TLS required: send AUTH TLS before USER.")
-	}
-	s.user = cmd.Arg // routes and user_hash choose by it
-	if s.backend == nil {
-		if err := s.connectBackend(); err != nil {
-			return err
-		}
-	}
-	s.phase = phaseLoggingIn
-	return s.login(cmd)
-}
-
-// login relays USER, PASS and ACCT and follows the outcome.
-func (s *session) login(cmd ftpctl.Command) error {
-	if s.backend == nil {
-		return s.reply(ftpctl.CodeBadSequence, "Login with USER first.")
-	}
-	rep, err := s.relayReply(cmd)
-	if err != nil {
-		return err
-	}
-	switch {
-	case rep.Code == ftpctl.CodeLoggedIn && s.phase != phaseLoggedIn:
-		s.phase = phaseLoggedIn
-		s.log = s.log.With().Str("user", s.user).Logger()
-		s.log.Info().Msg("login")
-		s.cfg.Metrics.login(true)
-	case rep.Code.Class() == ftpctl.ClassPermanent || rep.Code.Class() == ftpctl.ClassTransient:
-		s.log.Warn().Str("user", s.user).Int("code", int(rep.Code)).Msg("login failed")
-		s.cfg.Metrics.login(false)
-		if cmd.Verb == "PASS" || cmd.Verb == "ACCT" {
-			s.failedLogins++
-		}
-		if s.failedLogins >= s.cfg.Limits.maxFailedLogins() {
-			s.log.Warn().Str("limit", limitFailedLogins).Int("failed", s.failedLogins).Msg("too many failed logins")
-			s.cfg.Metrics.limitHit(limitFailedLogins)
-			s.reply(ftpctl.CodeNotAvailable, "Too many failed logins, closing control connection.")
-			return errLoginFailures
-		}
-	}
-	return nil
-}
-
-// connectBackend chooses the session's pool (route) and backend, by
-// affinity pin first, then by the pool's policy, dials it and fails over to
-// the next candidates. It then replays what the client said before there
-// was a backend.
-func (s *session) connectBackend() error {
-	p := s.gen.poolFor(s.sni, s.host, s.user)
-	limit := len(p.members)
-	if r := s.cfg.Balance.Retries; r > 0 {
-		limit = min(limit, 1+r)
-	}
-	cands := p.candidates(choice{clientIP: s.clientIP.String(), user: s.user}, limit)
-	key := s.affinityKey(p)
-	if key != "" {
-		cands = s.pinnedFirst(p, key, cands)
-	}
-	for _, m := range cands {
-		bc, err := dialBackend(s.ctx, m.Backend, s.cfg.Timeouts.backendDial(), s.cfg.MaxLine, s.origin())
-		if err != nil {
-			if s.ctx.Err() != nil {
-				return errShutdown
-			}
-			s.cfg.Metrics.dialError(p, m)
-			s.srv.eject(s.log, s.cfg.Health, m, err)
-			continue
-		}
-		m.reached()
-		m.active.Add(1)
-		s.member, s.backend = m, bc
-		context.AfterFunc(s.ctx, func() { bc.conn.Close() })
-		bc.epsv = !bc.ip.Is4()
-		s.log = s.log.With().Str("backend", m.name()).Logger()
-		if p != s.gen.pool {
-			s.log = s.log.With().Str("route", p.name).Logger()
-		}
-		if key != "" {
-			s.pin(key, m)
-		}
-		if s.host != "" && m.supports("HOST") {
-			s.replay(ftpctl.Command{Verb: "HOST", Arg: s.host})
-		}
-		if s.utf8 {
-			s.replay(ftpctl.Command{Verb: "OPTS", Arg: "UTF8 ON"})
-		}
-		return nil
-	}
-	s.log.Error().Str("pool", p.name).Int("tried", len(cands)).Msg("no backend reachable")
-	s.reply(ftpctl.CodeNotAvailable, "No backend available, closing control connection.")
-	return errNoBackend
-}
-
-// affinityKey is the key of the session's pin in pool p, or "" without
-// affinity.
-func (s *session) affinityKey(p *pool) string {
-	switch s.cfg.Balance.Affinity {
-	case SourceAffinity:
-		return p.name + "|ip:" + s.clientIP.String()
-	case UserAffinity:
-		return p.name + "|user:" + s.user
-	}
-	return ""
-}
-
-// pinnedFirst moves the backend the session is pinned to, if any, to the
-// front of the candidates. A pin whose backend is unavailable is dropped
-// for the policy's choice, which connectBackend pins instead.
-func (s *session) pinnedFirst(p *pool, key string, cands []*member) []*member {
-	ctx, cancel := context.WithTimeout(s.ctx, time.Second)
-	defer cancel()
-	name, ok, err := s.srv.store.Get(ctx, key)
-	if err != nil {
-		s.log.Warn().Err(err).Msg("affinity store unavailable: choosing by policy")
-		s.cfg.Metrics.storeError("get")
-		return cands
-	}
-	if !ok {
-		return cands
-	}
-	m := p.lookup(name)
-	switch {
-	case m == nil:
-		s.log.Info().Str("pinned", name).Msg("affinity pin to a removed backend: re-pinning")
-	case !m.available(time.Now()):
-		s.log.Info().Str("pinned", name).Msg("affinity pin to an unavailable backend: re-pinning")
-	default:
-		out := []*member{m}
-		for _, c := range cands {
-			if c != m {
-				out = append(out, c)
-			}
-		}
-		return out
-	}
-	return cands
-}
-
-// pin records (or refreshes) the session's backend under key.
-func (s *session) pin(key string, m *member) {
-	ctx, cancel := context.WithTimeout(s.ctx, time.Second)
-	defer cancel()
-	if err := s.srv.store.Set(ctx, key, m.name(), s.cfg.Balance.affinityTTL()); err != nil {
-		s.log.Warn().Err(err).Msg("affinity pin not stored")
-		s.cfg.Metrics.storeError("set")
-	}
-}
-
-// replay sends the backend a command the proxy already answered; the
-// backend's answer does not matter to the client.
-func (s *session) replay(cmd ftpctl.Command) {
-	if rep, err := s.backend.roundTrip(cmd, s.cfg.Timeouts.idle()); err != nil || rep.Code.Class() != ftpctl.ClassCompletion {
-		s.log.Debug().Err(err).Str("command", cmd.Verb).Int("code", int(rep.Code)).Msg("backend declined replayed command")
-	}
-}
-
 func (s *session) hostCmd(cmd ftpctl.Command) error {
-	if s.backend != nil {
+	if s.phase != phaseConnected {
 		return s.reply(ftpctl.CodeBadSequence, "HOST must come before USER.")
 	}
 	s.host = strings.TrimSpace(cmd.Arg)
@@ -370,7 +210,7 @@ func (s *session) hostCmd(cmd ftpctl.Command) error {
 }
 
 func (s *session) opts(cmd ftpctl.Command) error {
-	if s.backend != nil {
+	if s.phase == phaseLoggedIn {
 		return s.relay(cmd)
 	}
 	if strings.EqualFold(strings.TrimSpace(cmd.Arg), "UTF8 ON") {
@@ -381,7 +221,7 @@ func (s *session) opts(cmd ftpctl.Command) error {
 }
 
 func (s *session) syst(cmd ftpctl.Command) error {
-	if s.backend != nil {
+	if s.phase == phaseLoggedIn {
 		return s.relay(cmd)
 	}
 	return s.reply(215, "UNIX Type: L8")

@@ -30,9 +30,11 @@ type Config struct {
 	// connection, right when clients reach the proxy directly; behind NAT it
 	// must be the public address. It also answers PASV on an IPv6 control
 	// connection: that client's data connection then arrives over IPv4 from
-	// an address the proxy cannot tie to it, so its source is not checked
-	// (RequireSessionReuse binds it by TLS session instead). Without it, PASV
-	// on IPv6 is answered 522, telling the client to use EPSV.
+	// an address the proxy cannot tie to it, so it is taken only under
+	// PROT P, from whoever proves to be the client by resuming its TLS
+	// session (AllowUnresumedData turns that off). Otherwise, and without
+	// PublicHost, PASV on IPv6 is answered 522, telling the client to use
+	// EPSV.
 	PublicHost netip.Addr
 	// PassivePorts is the range passive data listeners are taken from. Zero:
 	// any ephemeral port the system hands out.
@@ -99,15 +101,22 @@ type Config struct {
 	TLSConfig *tls.Config
 	// SessionTLS, if set, returns one session's control and data TLS
 	// configurations, whose tickets are bound to that session
-	// (tlsoffload's ControlConfig and DataConfig). It is used only with
-	// RequireSessionReuse.
+	// (tlsoffload's ControlConfig and DataConfig). Zero: they are made
+	// from TLSConfig (tlsoffload.SessionConfigs). Unused with
+	// AllowUnresumedData.
 	SessionTLS func(sessionID string) (control, data *tls.Config)
-	// RequireSessionReuse refuses a PROT P data connection that does not
-	// resume the TLS session of its own control connection, so a data
-	// connection cannot be taken over by another client. Needs SessionTLS.
-	// Zero: any data handshake is accepted (stock Python ftplib never
-	// resumes).
-	RequireSessionReuse bool
+	// AllowUnresumedData lets a PROT P data connection in without resuming
+	// the TLS session of its own control connection, as stock Python
+	// ftplib makes them. Then the only check on a passive data connection
+	// is its source address: anyone on the client's address (its NAT, a
+	// shared host) who connects first takes the transfer, and PASV on an
+	// IPv6 control connection, whose data connection comes over IPv4 from
+	// an address nothing ties to the client, is refused. Zero: a data
+	// connection proves it belongs to its session by resuming it, as
+	// vsftpd's require_ssl_reuse and ProFTPD's mod_tls ask by default; one
+	// that does not is refused (522), and the port waits on for the
+	// rightful client.
+	AllowUnresumedData bool
 	// PlainAllowed lets clients log in without AUTH TLS (tls.require = false).
 	// Zero: USER before AUTH TLS is answered 530, so no password crosses the
 	// network in clear.
@@ -167,6 +176,18 @@ func orDefault(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// sessionTLS returns the control and data TLS configurations of session
+// id: bound to it unless AllowUnresumedData.
+func (c *Config) sessionTLS(id string) (control, data *tls.Config) {
+	switch {
+	case c.AllowUnresumedData:
+		return c.TLSConfig, c.TLSConfig
+	case c.SessionTLS != nil:
+		return c.SessionTLS(id)
+	}
+	return tlsoffload.SessionConfigs(c.TLSConfig, id)
 }
 
 func (c *Config) banner() string {
@@ -397,9 +418,18 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if l := c.Limits; l.MaxSessions < 0 || l.MaxSessionsPerIP < 0 || l.MaxFailedLogins < 0 ||
-		l.SessionRate < 0 || l.UserRate < 0 || l.GlobalRate < 0 {
+	l := c.Limits
+	for _, n := range []int{l.MaxSessions, l.MaxSessionsPerIP, l.MaxLoginsPerIP, l.MaxPassivePortsPerIP} {
+		if n < NoLimit {
+			errs = append(errs, errors.New("proxy: limits cannot be negative (NoLimit lifts one)"))
+			break
+		}
+	}
+	if l.MaxFailedLogins < 0 || l.SessionRate < 0 || l.UserRate < 0 || l.GlobalRate < 0 {
 		errs = append(errs, errors.New("proxy: limits cannot be negative"))
+	}
+	if l.IPv6Prefix < 0 || l.IPv6Prefix > 128 {
+		errs = append(errs, fmt.Errorf("proxy: IPv6 prefix /%d: want 1 to 128", l.IPv6Prefix))
 	}
 	for _, p := range c.TrustedProxies {
 		if !p.IsValid() {
@@ -411,9 +441,6 @@ func (c *Config) Validate() error {
 	}
 	if c.TLSConfig == nil {
 		errs = append(errs, errors.New("proxy: no TLS configuration"))
-	}
-	if c.RequireSessionReuse && c.SessionTLS == nil {
-		errs = append(errs, errors.New("proxy: require_session_reuse needs session-bound TLS configurations"))
 	}
 	return errors.Join(errs...)
 }

@@ -59,8 +59,12 @@ type dataChannel struct {
 	backendTLS func(context.Context, net.Conn) (net.Conn, error)
 	tls        *tls.Config
 	reuse      bool // the data TLS must resume the control session
-	timeouts   Timeouts
-	log        zerolog.Logger
+	// unchecked: the client's end takes connections from any address
+	// (listenEnd.from is zero), so only PROT P with reuse can tell the
+	// client's own.
+	unchecked bool
+	timeouts  Timeouts
+	log       zerolog.Logger
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -111,11 +115,12 @@ func (s *session) openData(client dataEnd, clientMode DataMode, backend dataEnd,
 		backMode:   backMode,
 		backendTLS: s.backend.secureData,
 		tls:        s.dataTLS,
-		reuse:      s.cfg.RequireSessionReuse,
+		reuse:      !s.cfg.AllowUnresumedData,
 		timeouts:   s.cfg.Timeouts,
 		log:        s.log,
 		ctx:        ctx,
 		cancel:     cancel,
+		unchecked:  isUnchecked(client),
 		started:    make(chan struct{}),
 		downDone:   make(chan struct{}),
 		upDone:     make(chan struct{}),
@@ -127,6 +132,13 @@ func (s *session) openData(client dataEnd, clientMode DataMode, backend dataEnd,
 		dc.run()
 	}()
 	return dc
+}
+
+// isUnchecked reports whether a client end takes connections from any
+// address.
+func isUnchecked(client dataEnd) bool {
+	le, ok := client.(*listenEnd)
+	return ok && le.claim == nil && !le.from.IsValid()
 }
 
 // backendEnd sets up the backend's half of a data channel for a client
@@ -364,39 +376,177 @@ func (dc *dataChannel) connect() (client, backend net.Conn, t transferStart, err
 		return fail(err)
 	}
 	backend = secured
+	dc.backend.release() // its connection is made: no other is taken
 	if t.protect {
 		// RFC 4217 section 7: the FTP client is the TLS client on every data
 		// connection, also one the proxy dialled in active mode.
-		tc, err := dc.handshake(client)
+		tc, err := dc.secureClient(client)
+		client = nil // closed, or tc's now
 		if err != nil {
 			return fail(err)
 		}
 		client = tc
+	} else if dc.unchecked {
+		// Anyone may have connected to a port whose source is not
+		// checked; only a TLS session could have told. The session
+		// refuses the transfer before this.
+		return fail(errUncheckedSource)
 	}
+	dc.client.release()
 	return client, backend, t, nil
 }
 
-func (dc *dataChannel) handshake(conn net.Conn) (*tls.Conn, error) {
+// errUncheckedSource is a data connection that nothing but PROT P could
+// have tied to its session (PASV on IPv6, answered with an IPv4 address).
+var errUncheckedSource = errors.New("proxy: data connection from an unchecked address without PROT P")
+
+// retryGrace is how long a passive client's port waits for another
+// connection after the last one failed its TLS check, within the data
+// connection deadline. The rightful client connects right after the 227
+// or the 150 it needs, well within it, however a neighbour raced it; a
+// client that cannot resume (stock ftplib) learns of its 522 this soon,
+// not at the deadline.
+const retryGrace = 3 * time.Second
+
+// maxHandshakes bounds the TLS handshakes a data channel runs at once for
+// the connections in line.
+const maxHandshakes = 4
+
+// secureClient runs the TLS server handshake on the client's data
+// connection and checks that it resumed its own control session. On a
+// passive port, a connection that fails this check does not end the
+// channel: the ones in line after it (listenEnd.candidates) are tried
+// too, at the same time, and the first that passes is the client's. Each
+// failure is logged with where it came from.
+func (dc *dataChannel) secureClient(first net.Conn) (*tls.Conn, error) {
+	var (
+		line     <-chan net.Conn
+		deadline <-chan time.Time
+	)
+	if le, ok := dc.client.(*listenEnd); ok && le.party == partyClient {
+		var until time.Time
+		line, until = le.candidates()
+		timer := time.NewTimer(time.Until(until))
+		defer timer.Stop()
+		deadline = timer.C
+	}
+	ctx, cancel := context.WithCancel(dc.ctx)
+	defer cancel()
+	type outcome struct {
+		conn net.Conn
+		tc   *tls.Conn
+		err  error
+	}
+	outcomes := make(chan outcome)
+	running := 0
+	try := func(c net.Conn) {
+		running++
+		go func() {
+			tc, err := dc.handshake(ctx, c)
+			outcomes <- outcome{c, tc, err}
+		}()
+	}
+	// finish ends the handshakes still running, and closes their
+	// connections: the transfer has its client, or none.
+	finish := func() {
+		cancel()
+		for ; running > 0; running-- {
+			o := <-outcomes
+			if dc.ctx.Err() == nil {
+				dc.log.Warn().Str("from", o.conn.RemoteAddr().String()).
+					Msg("data connection refused: another proved to be the client's")
+			}
+			o.conn.Close()
+		}
+	}
+	try(first)
+	var (
+		lastErr error
+		grace   *time.Timer // after the last failure, with nothing running
+	)
+	stopGrace := func() {
+		if grace != nil {
+			grace.Stop()
+			grace = nil
+		}
+	}
+	defer stopGrace()
+	for {
+		var graceC <-chan time.Time
+		if running == 0 && lastErr != nil {
+			if line == nil {
+				return nil, lastErr
+			}
+			if grace == nil {
+				grace = time.NewTimer(retryGrace)
+			}
+			graceC = grace.C
+		}
+		select {
+		case c, ok := <-line:
+			switch {
+			case !ok:
+				line = nil
+			case running >= maxHandshakes:
+				dc.log.Warn().Str("from", c.RemoteAddr().String()).
+					Msg("data connection refused: too many TLS handshakes at once on the port")
+				c.Close()
+			default:
+				stopGrace()
+				try(c)
+			}
+		case o := <-outcomes:
+			running--
+			if o.err == nil {
+				finish()
+				st := o.tc.ConnectionState()
+				dc.resumed, dc.tlsVersion = st.DidResume, st.Version
+				return o.tc, nil
+			}
+			dc.refusedClient(o.conn, o.err)
+			o.conn.Close()
+			lastErr = o.err
+		case <-graceC:
+			return nil, lastErr
+		case <-deadline:
+			deadline, line = nil, nil
+		case <-dc.ctx.Done():
+			finish()
+			return nil, dc.ctx.Err()
+		}
+	}
+}
+
+// handshake runs the TLS server handshake on one data connection and, when
+// session reuse is required, checks that it resumed its control session.
+func (dc *dataChannel) handshake(ctx context.Context, conn net.Conn) (*tls.Conn, error) {
 	tc := dataTLSServer(conn, dc.tls)
-	ctx, cancel := context.WithTimeout(dc.ctx, dc.timeouts.handshake())
+	ctx, cancel := context.WithTimeout(ctx, dc.timeouts.handshake())
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		if errors.Is(err, tlsoffload.ErrForeignTicket) {
-			dc.log.Warn().Str("from", conn.RemoteAddr().String()).
-				Msg("data connection presented another session's TLS ticket: refused")
 			return nil, errors.Join(errNoSessionReuse, err)
 		}
 		return nil, fmt.Errorf("proxy: data connection TLS handshake: %w", err)
 	}
-	st := tc.ConnectionState()
-	dc.resumed, dc.tlsVersion = st.DidResume, st.Version
-	if dc.reuse && !st.DidResume {
-		dc.log.Warn().Str("from", conn.RemoteAddr().String()).
-			Msg("data connection did not resume the control TLS session: refused (tls.require_session_reuse)")
+	if dc.reuse && !tc.ConnectionState().DidResume {
 		tc.Close()
 		return nil, errNoSessionReuse
 	}
 	return tc, nil
+}
+
+// refusedClient logs a client data connection that failed its TLS check.
+func (dc *dataChannel) refusedClient(conn net.Conn, err error) {
+	ev := dc.log.Warn().Str("from", conn.RemoteAddr().String())
+	switch {
+	case errors.Is(err, tlsoffload.ErrForeignTicket):
+		ev.Msg("data connection presented another session's TLS ticket: refused")
+	case errors.Is(err, errNoSessionReuse):
+		ev.Msg("data connection did not resume the control TLS session: refused (tls.require_session_reuse)")
+	case dc.ctx.Err() == nil:
+		withAlert(ev.Err(err), err).Msg("data connection TLS handshake failed: refused")
+	}
 }
 
 // party names who is at the other end of a dataEnd, for logs.
@@ -408,10 +558,16 @@ const (
 )
 
 // listenEnd is an end the party connects to: the client's in passive mode,
-// the backend's in active mode. It accepts the first connection from the
-// party's address within the timeout; connections from other addresses are
+// the backend's in active mode. It takes connections from the party's
+// address until the deadline; connections from other addresses are
 // refused and logged, so that nobody else can take the transfer by racing
 // to the port (port theft, RFC 2577 section 5) or feed it.
+//
+// The first connection is open's. A client's port stays open after it,
+// until the channel is settled (release), and later connections wait in
+// line (candidates): a first one that then fails the TLS check, a
+// neighbour on the client's address or anyone at all on an unchecked
+// port, must not end the channel before the rightful client connects.
 type listenEnd struct {
 	party party
 	ln    *net.TCPListener // nil on a shared port
@@ -419,7 +575,7 @@ type listenEnd struct {
 	free  func()           // gives the port back to its allocator
 	// from is the only address accepted. Zero accepts any: a client whose
 	// PASV on IPv6 was answered with an IPv4 address connects from an
-	// address nothing ties to it.
+	// address nothing ties to it, and must prove itself by TLS instead.
 	from netip.Addr
 	// trust, if set, names the balancers whose connections open with a
 	// PROXY header: theirs is checked by the header's client address.
@@ -430,10 +586,22 @@ type listenEnd struct {
 	// the timeout runs from then (an active backend); else from now.
 	afterStart bool
 	timeout    time.Duration
-	deadline   time.Time // afterStart false: the accept deadline
+	deadline   time.Time // the accept deadline; set again by open with afterStart
 	log        zerolog.Logger
-	once       sync.Once
+
+	// waiting holds the connections accepted from the party's address and
+	// not yet taken, oldest first; accept closes it when it stops. On a
+	// shared port the port's dispatcher fills claim.conn instead.
+	waiting  chan net.Conn
+	stop     context.CancelFunc // ends accept
+	accepted chan struct{}      // closed when accept has returned
+	once     sync.Once
 }
+
+// maxWaiting bounds the connections a port keeps in line for a transfer:
+// more than any client makes, few enough that a flood of them costs
+// little. Past it they are refused.
+const maxWaiting = 8
 
 func newListenEnd(p party, ln *net.TCPListener, free func(), from netip.Addr, afterStart bool, timeout time.Duration, log zerolog.Logger) *listenEnd {
 	return &listenEnd{party: p, ln: ln, free: free, from: from, afterStart: afterStart,
@@ -455,90 +623,135 @@ func (e *listenEnd) port() uint16 {
 	return uint16(e.ln.Addr().(*net.TCPAddr).Port)
 }
 
+// release closes the port: no more connections are taken, and those in
+// line are closed.
 func (e *listenEnd) release() {
 	e.once.Do(func() {
 		if e.ln != nil {
 			e.ln.Close()
+		}
+		if e.stop != nil {
+			e.stop()
+			<-e.accepted
+			for c := range e.waiting {
+				c.Close()
+			}
 		}
 		e.free()
 	})
 }
 
 func (e *listenEnd) open(ctx context.Context, started <-chan struct{}) (net.Conn, error) {
-	defer e.release()
-	deadline := e.deadline
 	if e.afterStart {
 		select {
 		case <-started:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		deadline = time.Now().Add(e.timeout)
+		e.deadline = time.Now().Add(e.timeout)
 	}
+	if e.claim == nil {
+		actx, stop := context.WithCancel(ctx)
+		e.stop, e.waiting, e.accepted = stop, make(chan net.Conn, maxWaiting), make(chan struct{})
+		go e.accept(actx)
+	}
+	conn, err := e.take(ctx)
+	if errors.Is(err, errDataConnect) {
+		e.log.Warn().Str("party", string(e.party)).Uint16("port", e.port()).
+			Msg("data port released: no data connection")
+	}
+	return conn, err
+}
+
+// candidates returns the connections in line after open's, and the time
+// after which no more are taken.
+func (e *listenEnd) candidates() (<-chan net.Conn, time.Time) {
 	if e.claim != nil {
-		return e.openShared(ctx, deadline)
+		return e.claim.conn, e.deadline
 	}
-	stop := context.AfterFunc(ctx, func() { e.ln.Close() })
-	defer stop()
-	e.ln.SetDeadline(deadline)
-	for {
-		conn, err := e.ln.AcceptTCP()
-		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				e.log.Warn().Str("party", string(e.party)).Uint16("port", e.port()).
-					Msg("data port released: no data connection")
-				return nil, errDataConnect
-			}
+	return e.waiting, e.deadline
+}
+
+// take returns the next connection in line, waiting for it until the
+// deadline.
+func (e *listenEnd) take(ctx context.Context) (net.Conn, error) {
+	line, deadline := e.candidates()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case conn, ok := <-line:
+		if !ok {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, errors.Join(errDataConnect, err)
+			return nil, errDataConnect
 		}
-		var c net.Conn = conn
-		from := addrOf(conn.RemoteAddr())
-		if e.trust != nil && e.trust(from) {
-			unblock := context.AfterFunc(ctx, func() { conn.Close() })
-			c, from, err = proxiedData(conn, time.Until(deadline))
-			unblock()
-			if err != nil && ctx.Err() != nil {
-				conn.Close()
-				return nil, ctx.Err()
-			}
-			if err != nil {
+		return conn, nil
+	case <-timer.C:
+		return nil, errDataConnect
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// accept takes connections until the deadline, ctx's end or release, and
+// puts those from the party's address in line.
+func (e *listenEnd) accept(ctx context.Context) {
+	defer close(e.accepted)
+	defer close(e.waiting)
+	stop := context.AfterFunc(ctx, func() { e.ln.Close() })
+	defer stop()
+	e.ln.SetDeadline(e.deadline)
+	for {
+		conn, err := e.ln.AcceptTCP()
+		if err != nil {
+			return // the deadline, or closed
+		}
+		c, ok := e.admit(ctx, conn)
+		if !ok {
+			continue
+		}
+		select {
+		case e.waiting <- c:
+		default:
+			e.log.Warn().Str("party", string(e.party)).Str("from", conn.RemoteAddr().String()).Uint16("port", e.port()).
+				Msg("data connection refused: too many already wait on the port")
+			c.Close()
+		}
+	}
+}
+
+// admit checks where conn comes from: the party's address, or through a
+// trusted balancer its PROXY header's. A connection from anywhere else is
+// refused and logged.
+func (e *listenEnd) admit(ctx context.Context, conn *net.TCPConn) (net.Conn, bool) {
+	var c net.Conn = conn
+	from := addrOf(conn.RemoteAddr())
+	if e.trust != nil && e.trust(from) {
+		unblock := context.AfterFunc(ctx, func() { conn.Close() })
+		var err error
+		c, from, err = proxiedData(conn, time.Until(e.deadline))
+		unblock()
+		if err != nil {
+			if ctx.Err() == nil {
 				if e.refused != nil {
 					e.refused()
 				}
 				e.log.Warn().Err(err).Str("party", string(e.party)).Str("via", conn.RemoteAddr().String()).
 					Uint16("port", e.port()).Msg("data connection from a trusted proxy without a valid PROXY header refused")
-				conn.Close()
-				continue
 			}
-		}
-		if e.from.IsValid() && from != e.from {
-			e.log.Warn().Str("party", string(e.party)).Str("from", from.String()).Uint16("port", e.port()).
-				Msg("data connection from another address refused")
 			conn.Close()
-			continue
+			return nil, false
 		}
-		keepAlive(conn)
-		return c, nil
 	}
-}
-
-func (e *listenEnd) openShared(ctx context.Context, deadline time.Time) (net.Conn, error) {
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	select {
-	case conn := <-e.claim.conn:
-		keepAlive(conn)
-		return conn, nil
-	case <-timer.C:
-		e.log.Warn().Str("party", string(e.party)).Uint16("port", e.port()).
-			Msg("data port released: no data connection")
-		return nil, errDataConnect
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if e.from.IsValid() && from != e.from {
+		e.log.Warn().Str("party", string(e.party)).Str("from", from.String()).Uint16("port", e.port()).
+			Msg("data connection from another address refused")
+		conn.Close()
+		return nil, false
 	}
+	keepAlive(conn)
+	return c, true
 }
 
 // dialEnd is an end the proxy dials: the backend's passive port, or the

@@ -39,7 +39,7 @@ func TestShutdownDrains(t *testing.T) {
 		raw.SetDeadline(time.Now().Add(30 * time.Second))
 		busy.send("RETR big")
 		busy.expect(150)
-		data := dataTLS(t, raw, h.client)
+		data := dataTLS(t, raw, busy.tls)
 		head := make([]byte, 64<<10)
 		if _, err := io.ReadFull(data, head); err != nil {
 			t.Fatal(err)

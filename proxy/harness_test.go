@@ -92,10 +92,20 @@ func newHarness(t testing.TB, cfgFn func(*Config), backendFn func(*ftptest.Serve
 func (h *harness) explicit() string { return h.srv.ExplicitAddr().String() }
 func (h *harness) implicit() string { return h.srv.ImplicitAddr().String() }
 
+// sessionTLS is the harness's client TLS configuration with a session
+// cache of its own, as each real client session has: its data connections
+// resume its own control session, never another's (the proxy refuses
+// those).
+func (h *harness) sessionTLS() *tls.Config {
+	c := h.client.Clone()
+	c.ClientSessionCache = tls.NewLRUClientSessionCache(8)
+	return c
+}
+
 // dial logs in through the proxy with jlaffaye/ftp.
 func (h *harness) dial(opts ...ftp.DialOption) *ftp.ServerConn {
 	h.t.Helper()
-	opts = append([]ftp.DialOption{ftp.DialWithTimeout(10 * time.Second), ftp.DialWithExplicitTLS(h.client)}, opts...)
+	opts = append([]ftp.DialOption{ftp.DialWithTimeout(10 * time.Second), ftp.DialWithExplicitTLS(h.sessionTLS())}, opts...)
 	c, err := ftp.Dial(h.explicit(), opts...)
 	if err != nil {
 		h.t.Fatal(err)
@@ -112,6 +122,9 @@ type rawClient struct {
 	t    testing.TB
 	conn net.Conn
 	r    *ftpctl.Reader
+	// tls is the session's own client TLS configuration (rawTLS): its
+	// cache holds the control session, which its data connections resume.
+	tls *tls.Config
 }
 
 func (h *harness) raw(addr string) *rawClient {
@@ -148,7 +161,8 @@ func (h *harness) rawTLSFrom(src string) *rawClient {
 	rc := h.rawFrom(h.explicit(), src)
 	rc.expect(220)
 	rc.cmd("AUTH TLS", 234)
-	tc := tls.Client(rc.conn, h.client)
+	rc.tls = h.sessionTLS()
+	tc := tls.Client(rc.conn, rc.tls)
 	if err := tc.Handshake(); err != nil {
 		h.t.Fatal(err)
 	}

@@ -225,7 +225,7 @@ func TestHostileBackends(t *testing.T) {
 	tests := []struct {
 		name    string
 		handle  func(net.Conn)
-		verb    string // what the client sends once logged in; "" stops at USER
+		verb    string // what the client sends once logged in; "" stops at PASS
 		code    ftpctl.Code
 		log     string // a message the proxy logs
 		goesOn  bool   // the session survives (425), else it is closed (421)
@@ -295,9 +295,11 @@ func TestHostileBackends(t *testing.T) {
 
 				rc := h.raw(h.explicit())
 				rc.expect(220)
-				rc.send("USER evil")
-				if tc.loginOK {
-					rc.expect(331)
+				// The backend is dialled for PASS, not USER.
+				rc.cmd("USER evil", 331)
+				if !tc.loginOK {
+					rc.send("PASS pw")
+				} else {
 					rc.cmd("PASS pw", 230)
 					rc.send(tc.verb)
 					if tc.verb == "EPSV" {

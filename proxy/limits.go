@@ -3,19 +3,45 @@ package proxy
 import (
 	"context"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 )
 
-// Limits bound what all clients, one client and one session may take.
-// Each limit hit is logged and counted (Metrics: limit hits by limit).
+// Limits bound what all clients, one client address and one session may
+// take. Each limit hit is logged and counted (Metrics: limit hits by
+// limit). The zero value of each is the default shown, a bound: a proxy on
+// port 21 of the internet meets scanners and password guessers on its
+// first day, and what weakens a bound is said, not implied.
 type Limits struct {
 	// MaxSessions is how many sessions are served at once; a client past
-	// it is answered 421 and closed. Zero: no limit.
+	// it is answered 421 and closed. Zero: 4096. NoLimit: none.
 	MaxSessions int
-	// MaxSessionsPerIP is how many sessions one client IP may hold at
-	// once; past it, 421. Zero: no limit.
+	// MaxSessionsPerIP is how many sessions one client address (an IPv4
+	// address, an IPv6 prefix of IPv6Prefix bits) may hold at once,
+	// logged in or not; past it, 421. Generous, as a corporate NAT or a
+	// parallel mirror opens dozens of sessions from one address. Zero:
+	// 100. NoLimit: none.
 	MaxSessionsPerIP int
+	// MaxLoginsPerIP is how many sessions of one client address may be
+	// logging in at once: connected, and not yet logged in. A session past
+	// it waits, before its greeting and its TLS handshake, until one of
+	// them logs in or leaves (or its login timeout passes), so a burst of
+	// real clients goes through a few at a time while strangers who
+	// connect and never log in hold only this many sessions' worth of
+	// handshakes and login timeouts. Zero: 8. NoLimit: none.
+	MaxLoginsPerIP int
+	// MaxPassivePortsPerIP is how many passive ports the sessions of one
+	// client address may hold at once (a port is held from PASV or EPSV
+	// until its data connection is made): past it, PASV and EPSV get 425,
+	// so that one client cannot take every port of the range with a
+	// session per port. Zero: 16. NoLimit: none.
+	MaxPassivePortsPerIP int
+	// IPv6Prefix is how many leading bits of an IPv6 client address the
+	// per-address limits count as one address: a single host is usually
+	// given a whole /64 to pick addresses from. 128 counts each address.
+	// Zero: 64.
+	IPv6Prefix int
 	// MaxFailedLogins is how many refused logins a session may have; the
 	// last refusal is followed by 421 and the close, so that guessing
 	// passwords costs a connection each few tries. Zero: 3.
@@ -26,52 +52,214 @@ type Limits struct {
 	SessionRate, UserRate, GlobalRate int64
 }
 
+// NoLimit, as a Limits count, lifts that limit.
+const NoLimit = -1
+
+// Defaults of the Limits counts.
+const (
+	DefaultMaxSessions          = 4096
+	DefaultMaxSessionsPerIP     = 100
+	DefaultMaxLoginsPerIP       = 8
+	DefaultMaxPassivePortsPerIP = 16
+	DefaultIPv6Prefix           = 64
+)
+
 func (l Limits) maxFailedLogins() int { return orDefaultInt(l.MaxFailedLogins, 3) }
+
+// bound is a count limit with its default: 0 for none.
+func bound(n, def int) int {
+	switch {
+	case n == NoLimit:
+		return 0
+	case n == 0:
+		return def
+	}
+	return n
+}
+
+func (l Limits) maxSessions() int      { return bound(l.MaxSessions, DefaultMaxSessions) }
+func (l Limits) maxSessionsPerIP() int { return bound(l.MaxSessionsPerIP, DefaultMaxSessionsPerIP) }
+func (l Limits) maxLoginsPerIP() int   { return bound(l.MaxLoginsPerIP, DefaultMaxLoginsPerIP) }
+func (l Limits) maxPassivePortsPerIP() int {
+	return bound(l.MaxPassivePortsPerIP, DefaultMaxPassivePortsPerIP)
+}
+
+// clientKey is the address the per-address limits count ip under: the
+// address itself for IPv4, its IPv6Prefix for IPv6.
+func (l Limits) clientKey(ip netip.Addr) netip.Prefix {
+	ip = ip.Unmap()
+	bits := ip.BitLen()
+	if ip.Is6() {
+		bits = min(orDefaultInt(l.IPv6Prefix, DefaultIPv6Prefix), 128)
+	}
+	p, _ := ip.Prefix(bits)
+	return p
+}
 
 // Names of the limits, as logs and metrics give them.
 const (
 	limitSessions      = "max_sessions"
 	limitSessionsPerIP = "max_sessions_per_ip"
+	limitLoginsPerIP   = "max_logins_per_ip"
+	limitPortsPerIP    = "max_passive_ports_per_ip"
 	limitFailedLogins  = "max_failed_logins"
 	limitLoginTimeout  = "login_timeout"
 	limitLineLength    = "max_line"
+	limitUserName      = "user_name"
 	limitPassivePorts  = "passive_ports"
 )
 
-// admission counts sessions for MaxSessions and MaxSessionsPerIP.
+// admission counts what sessions hold, in all and by client address, for
+// the count limits of Limits.
 type admission struct {
 	mu    sync.Mutex
-	total int                // admitted sessions; guarded by mu
-	perIP map[netip.Addr]int // guarded by mu
+	total int                         // admitted sessions; guarded by mu
+	addrs map[netip.Prefix]*addrUsage // guarded by mu; an entry while anything is held
 }
 
-// admit takes a place for a session from ip, or names the limit that
+// addrUsage is what the sessions of one client address hold.
+type addrUsage struct {
+	sessions int // admitted
+	logins   int // login places: sessions greeted and not logged in yet
+	ports    int // passive ports
+	// freed is closed, and replaced, when a login place is given back.
+	freed chan struct{}
+}
+
+// usage returns a's entry for addr, made if need be. Called with mu held.
+func (a *admission) usage(addr netip.Prefix) *addrUsage {
+	u := a.addrs[addr]
+	if u == nil {
+		if a.addrs == nil {
+			a.addrs = make(map[netip.Prefix]*addrUsage)
+		}
+		u = &addrUsage{freed: make(chan struct{})}
+		a.addrs[addr] = u
+	}
+	return u
+}
+
+// forget drops addr's entry once it holds nothing. Called with mu held.
+func (a *admission) forget(addr netip.Prefix, u *addrUsage) {
+	if u.sessions <= 0 && u.logins <= 0 && u.ports <= 0 {
+		delete(a.addrs, addr)
+	}
+}
+
+// admit takes a place for a session from addr, or names the limit that
 // refuses it.
-func (a *admission) admit(l Limits, ip netip.Addr) (refused string) {
+func (a *admission) admit(l Limits, addr netip.Prefix) (refused string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	u := a.addrs[addr]
 	switch {
-	case l.MaxSessions > 0 && a.total >= l.MaxSessions:
+	case l.maxSessions() > 0 && a.total >= l.maxSessions():
 		return limitSessions
-	case l.MaxSessionsPerIP > 0 && a.perIP[ip] >= l.MaxSessionsPerIP:
+	case u != nil && l.maxSessionsPerIP() > 0 && u.sessions >= l.maxSessionsPerIP():
 		return limitSessionsPerIP
 	}
-	if a.perIP == nil {
-		a.perIP = make(map[netip.Addr]int)
-	}
 	a.total++
-	a.perIP[ip]++
+	a.usage(addr).sessions++
 	return ""
 }
 
-// leave gives back an admitted session's place.
-func (a *admission) leave(ip netip.Addr) {
+// leave gives back an admitted session's place, and its login place if it
+// still holds one.
+func (a *admission) leave(addr netip.Prefix, loginPlace bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.total--
-	if a.perIP[ip]--; a.perIP[ip] <= 0 {
-		delete(a.perIP, ip)
+	u := a.usage(addr)
+	u.sessions--
+	if loginPlace {
+		a.freeLogin(u)
 	}
+	a.forget(addr, u)
+}
+
+// awaitLogin takes a login place for a session from addr, waiting until
+// one is free, the deadline passes or ctx ends; waiting is called once if
+// it has to wait. err is ctx's error or os.ErrDeadlineExceeded.
+func (a *admission) awaitLogin(ctx context.Context, l Limits, addr netip.Prefix, deadline time.Time, waiting func()) error {
+	var timer *time.Timer
+	for {
+		a.mu.Lock()
+		u := a.usage(addr)
+		if n := l.maxLoginsPerIP(); n == 0 || u.logins < n {
+			u.logins++
+			a.mu.Unlock()
+			if timer != nil {
+				timer.Stop()
+			}
+			return nil
+		}
+		freed := u.freed
+		a.mu.Unlock()
+		if timer == nil {
+			waiting()
+			timer = time.NewTimer(time.Until(deadline))
+			defer timer.Stop()
+		}
+		select {
+		case <-freed:
+		case <-timer.C:
+			return os.ErrDeadlineExceeded
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// loggedIn gives back the login place of a session from addr that has
+// logged in.
+func (a *admission) loggedIn(addr netip.Prefix) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.freeLogin(a.usage(addr))
+}
+
+// freeLogin gives back one login place of u and wakes its waiters. Called
+// with mu held.
+func (a *admission) freeLogin(u *addrUsage) {
+	u.logins--
+	close(u.freed)
+	u.freed = make(chan struct{})
+}
+
+// takePort takes a passive port place for addr, or reports that it has
+// none left.
+func (a *admission) takePort(l Limits, addr netip.Prefix) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	u := a.usage(addr)
+	if n := l.maxPassivePortsPerIP(); n > 0 && u.ports >= n {
+		a.forget(addr, u)
+		return false
+	}
+	u.ports++
+	return true
+}
+
+// givePort gives back a passive port place of addr.
+func (a *admission) givePort(addr netip.Prefix) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	u := a.usage(addr)
+	u.ports--
+	a.forget(addr, u)
+}
+
+// held returns the login and passive port places held by all addresses,
+// and how many addresses hold anything: for tests that check they all
+// come back.
+func (a *admission) held() (sessions, logins, ports, addrs int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, u := range a.addrs {
+		logins += u.logins
+		ports += u.ports
+	}
+	return a.total, logins, ports, len(a.addrs)
 }
 
 // rateLimiter is a token bucket in bytes shared by the data connections it

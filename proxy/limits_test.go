@@ -199,7 +199,7 @@ func TestRates(t *testing.T) {
 // dialUser is dial as user (password s3cret-pw).
 func (h *harness) dialUser(user string) *ftp.ServerConn {
 	h.t.Helper()
-	c, err := ftp.Dial(h.explicit(), ftp.DialWithTimeout(10*time.Second), ftp.DialWithExplicitTLS(h.client))
+	c, err := ftp.Dial(h.explicit(), ftp.DialWithTimeout(10*time.Second), ftp.DialWithExplicitTLS(h.sessionTLS()))
 	if err != nil {
 		h.t.Fatal(err)
 	}

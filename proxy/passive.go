@@ -45,6 +45,18 @@ func (s *session) passive(cmd ftpctl.Command) error {
 			listenIP = announce
 		}
 	}
+	reach := s.announced() // what the client connects to
+	if !extended {
+		reach = announce
+	}
+	if !s.sourceCheckable(listenIP, reach) && (s.cfg.AllowUnresumedData || s.prot != 'P') {
+		// Anyone could connect to that port, and nothing would tell the
+		// client from them: only a data connection resuming the client's
+		// TLS session could.
+		s.log.Info().Str("verb", cmd.Verb).Bool("require_session_reuse", !s.cfg.AllowUnresumedData).
+			Str("prot", string(s.prot)).Msg("PASV refused: its data connection could not be tied to the client")
+		return s.reply(ftpctl.CodeNetProtoNotSupp, uncheckedPASV)
+	}
 	s.dropData()
 	var (
 		back     dataEnd
@@ -61,18 +73,20 @@ func (s *session) passive(cmd ftpctl.Command) error {
 	} else if back, backMode, err = s.backendEnd(DataPassive); err != nil || back == nil {
 		return err // a refusal has been answered
 	}
-	reach := s.announced() // what the client connects to
-	if !extended {
-		reach = announce
-	}
 	client, err := s.listenClient(listenIP, reach)
 	if err != nil {
 		back.release()
-		if errors.Is(err, errNoPassivePort) {
+		switch {
+		case errors.Is(err, errPassivePortsPerIP):
+			s.log.Warn().Str("limit", limitPortsPerIP).Int(limitPortsPerIP, s.cfg.Limits.maxPassivePortsPerIP()).
+				Msg("passive port refused: the client's address holds its share")
+			s.cfg.Metrics.limitHit(limitPortsPerIP)
+			return s.reply(ftpctl.CodeCannotOpenData, "Too many passive ports open from your address.")
+		case errors.Is(err, errNoPassivePort):
 			s.log.Warn().Err(err).Str("limit", limitPassivePorts).Stringer("passive_ports", s.cfg.PassivePorts).
 				Int("in_use", s.srv.ports.inUseCount()).Msg("passive ports exhausted")
 			s.cfg.Metrics.limitHit(limitPassivePorts)
-		} else {
+		default:
 			s.log.Error().Err(err).Msg("no passive port")
 		}
 		return s.reply(ftpctl.CodeCannotOpenData, "Can't open passive connection.")
@@ -106,12 +120,20 @@ func (s *session) pasvAddress() netip.Addr {
 	return netip.Addr{}
 }
 
-// listenClient opens the port, from passive_ports, that a passive client
-// connects to, on ip: the address the client reached, or for PASV on IPv6
-// the announced IPv4 address, or any local IPv4 address when that one is
-// not the host's own (NAT). reach is the address the client is told to
-// connect to (a balancer's, when one is in front).
-func (s *session) listenClient(ip, reach netip.Addr) (*listenEnd, error) {
+// uncheckedPASV answers a PASV whose data connection could not be tied to
+// the client.
+const uncheckedPASV = "Use EPSV: a PASV data connection over IPv4 cannot be tied to your IPv6 address."
+
+// errPassivePortsPerIP is a passive port refused because the client's
+// address holds Limits.MaxPassivePortsPerIP already.
+var errPassivePortsPerIP = errors.New("proxy: the client's address holds its share of passive ports")
+
+// sourceCheckable reports whether a passive data connection to ip, which
+// the client was told to reach at reach, comes from an address the proxy
+// can compare with the client's: not so when a PASV on IPv6 was answered
+// with an IPv4 address, as nothing ties the client's IPv4 address to its
+// IPv6 one.
+func (s *session) sourceCheckable(ip, reach netip.Addr) bool {
 	from := s.dataPeer()
 	// The family the checked source arrives in: the client's connects to
 	// reach; a balancer's, to ip.
@@ -119,7 +141,24 @@ func (s *session) listenClient(ip, reach netip.Addr) (*listenEnd, error) {
 	if from != s.clientIP {
 		seen = ip
 	}
-	if s.cfg.PassivePortSharing && seen.Is4() == from.Is4() && s.dataTrust() == nil {
+	return seen.Is4() == from.Is4()
+}
+
+// listenClient opens the port, from passive_ports, that a passive client
+// connects to, on ip: the address the client reached, or for PASV on IPv6
+// the announced IPv4 address, or any local IPv4 address when that one is
+// not the host's own (NAT). reach is the address the client is told to
+// connect to (a balancer's, when one is in front). The port counts toward
+// the client address's share (Limits.MaxPassivePortsPerIP) until it is
+// released.
+func (s *session) listenClient(ip, reach netip.Addr) (*listenEnd, error) {
+	if !s.srv.admission.takePort(s.cfg.Limits, s.addr) {
+		return nil, errPassivePortsPerIP
+	}
+	giveBack := func() { s.srv.admission.givePort(s.addr) }
+	from := s.dataPeer()
+	checkable := s.sourceCheckable(ip, reach)
+	if s.cfg.PassivePortSharing && checkable && s.dataTrust() == nil {
 		// A shared port tells sessions apart by the connection's source,
 		// before anything is read: not by a PROXY header, so with
 		// data_proxy_protocol each session keeps a port of its own.
@@ -128,24 +167,28 @@ func (s *session) listenClient(ip, reach netip.Addr) (*listenEnd, error) {
 			c, err = s.srv.ports.listenShared(netip.IPv4Unspecified(), from, s.srv.logger)
 		}
 		if err != nil {
+			giveBack()
 			return nil, err
 		}
-		return newSharedEnd(c, s.cfg.Timeouts.dataConnect(), s.log), nil
+		end := newSharedEnd(c, s.cfg.Timeouts.dataConnect(), s.log)
+		end.free = func() { c.release(); giveBack() }
+		return end, nil
 	}
 	ln, free, err := s.srv.ports.listen(ip)
 	if err != nil && ip != s.localIP && errors.Is(err, syscall.EADDRNOTAVAIL) {
 		ln, free, err = s.srv.ports.listen(netip.IPv4Unspecified())
 	}
 	if err != nil {
+		giveBack()
 		return nil, err
 	}
-	if seen.Is4() != from.Is4() {
-		// Nothing ties the client's IPv4 address to its IPv6 one: the first
-		// connection is taken (Config.PublicHost says so).
+	if !checkable {
+		// Taken from anyone, and then only from whoever resumes the
+		// client's TLS session (passive refuses it otherwise).
 		from = netip.Addr{}
-		s.log.Info().Msg("PASV on IPv6 answered with an IPv4 address: the data connection's source is not checked")
+		s.log.Info().Msg("PASV on IPv6 answered with an IPv4 address: the data connection must prove itself by TLS session resumption")
 	}
-	end := newListenEnd(partyClient, ln.(*net.TCPListener), free, from, false, s.cfg.Timeouts.dataConnect(), s.log)
+	end := newListenEnd(partyClient, ln.(*net.TCPListener), func() { free(); giveBack() }, from, false, s.cfg.Timeouts.dataConnect(), s.log)
 	end.trust = s.dataTrust()
 	end.refused = func() { s.cfg.Metrics.proxyHeaderRefused("data") }
 	return end, nil

@@ -392,7 +392,8 @@ func TestProxyProtocolV1ToBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc.conn, rc.r = tc, ftpctl.NewReader(bufio.NewReader(tc), 0)
-	rc.cmd("USER alice", 530)
+	rc.cmd("USER alice", 331)
+	rc.cmd("PASS s3cret-pw", 530) // the backend's answer to USER
 	if got, want := <-lines, "PROXY TCP4 127.0.0.2 127.0.0.5 40000 21\r\n"; got != want {
 		t.Errorf("backend got %q, want %q", got, want)
 	}

@@ -13,7 +13,8 @@ import (
 	"github.com/ftpsgate/ftpsgate/tlsoffload"
 )
 
-// reuseHarness is a proxy with tls.require_session_reuse on.
+// reuseHarness is a proxy whose session-bound TLS configurations come from
+// tlsoffload's Offload, as ftpsgate serve sets them up.
 func reuseHarness(t *testing.T) *harness {
 	off, err := tlsoffload.New(tlsoffload.Config{})
 	if err != nil {
@@ -21,7 +22,6 @@ func reuseHarness(t *testing.T) *harness {
 	}
 	h := newHarness(t, func(c *Config) {
 		c.TLSConfig = off.TLSConfig()
-		c.RequireSessionReuse = true
 		c.SessionTLS = func(id string) (*tls.Config, *tls.Config) { return off.ControlConfig(id), off.DataConfig(id) }
 		c.Logger = c.Logger.Level(zerolog.DebugLevel)
 	}, nil)

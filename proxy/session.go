@@ -19,25 +19,6 @@ import (
 	"github.com/ftpsgate/ftpsgate/ftpctl"
 )
 
-// phase is where a session stands in its login.
-type phase uint8
-
-const (
-	phaseConnected phase = iota // no backend yet: the proxy answers alone
-	phaseLoggingIn              // backend dialled, USER relayed, no 230 yet
-	phaseLoggedIn               // the backend said 230
-)
-
-func (p phase) String() string {
-	switch p {
-	case phaseConnected:
-		return "connected"
-	case phaseLoggingIn:
-		return "logging-in"
-	}
-	return "logged-in"
-}
-
 // Reasons a session ends; each maps to the reason in the session-end record.
 var (
 	errQuit          = errors.New("quit")
@@ -51,6 +32,7 @@ var (
 	errShutdown      = errors.New("shutdown")
 	errLoginTimeout  = errors.New("login timeout")
 	errLoginFailures = errors.New("too many failed logins")
+	errLineTooLong   = errors.New("command line too long")
 	// errProxyHeader (proxyproto.go) is one more.
 
 	// errDraining ends the read of a command when Shutdown has begun: the
@@ -78,6 +60,7 @@ type session struct {
 	br       *bufio.Reader
 	cr       *ftpctl.Reader
 	clientIP netip.Addr
+	addr     netip.Prefix       // clientIP as the per-address limits count it
 	localIP  netip.Addr         // the proxy's own address on the client's socket
 	ahead    chan commandResult // a command being read ahead during a transfer
 
@@ -92,16 +75,25 @@ type session struct {
 	reached    netip.AddrPort
 	proxied    bool
 
-	phase   phase
-	prot    byte // 'C' or 'P', RFC 4217 section 9
-	user    string
-	host    string  // HOST argument, replayed to the backend (RFC 7151)
-	utf8    bool    // OPTS UTF8 ON received before the backend was dialled
-	epsvAll bool    // EPSV ALL: PASV is refused (RFC 2428 section 4)
-	sni     string  // TLS server name the client asked for
-	member  *member // the backend's place in its pool
-	backend *backendConn
-	data    *dataChannel // passive channel waiting for its transfer
+	phase phase  // changed by setPhase only (login.go)
+	prot  byte   // 'C' or 'P', RFC 4217 section 9
+	user  string // the name the backend accepted with its 230; "" before
+	tried string // the name of the login under way, before its 230
+	// loginPlace: the session holds one of its address's login places
+	// (Limits.MaxLoginsPerIP), from its greeting to its login.
+	loginPlace bool
+	host       string  // HOST argument, replayed to the backend (RFC 7151)
+	utf8       bool    // OPTS UTF8 ON received before the backend was dialled
+	epsvAll    bool    // EPSV ALL: PASV is refused (RFC 2428 section 4)
+	sni        string  // TLS server name the client asked for
+	pool       *pool   // the route chosen for the login
+	member     *member // the backend's place in its pool
+	backend    *backendConn
+	// stopBackend undoes the backend connection's close on the session's
+	// end, for dropBackend.
+	stopBackend func() bool
+	unroutedLog zerolog.Logger // log before the backend's fields were added
+	data        *dataChannel   // passive channel waiting for its transfer
 
 	controlTLS *tls.Config // the control handshake's configuration
 	dataTLS    *tls.Config // the data handshakes'
@@ -152,10 +144,7 @@ func newSession(srv *Server, conn net.Conn, kind listenerKind) *session {
 	s.clientAddr = netip.AddrPortFrom(s.clientIP, portOf(conn.RemoteAddr()))
 	s.localAddr = netip.AddrPortFrom(s.localIP, portOf(conn.LocalAddr()))
 	s.peer = s.clientAddr
-	s.controlTLS, s.dataTLS = gen.cfg.TLSConfig, gen.cfg.TLSConfig
-	if gen.cfg.RequireSessionReuse {
-		s.controlTLS, s.dataTLS = gen.cfg.SessionTLS(s.id)
-	}
+	s.controlTLS, s.dataTLS = gen.cfg.sessionTLS(s.id)
 	s.log = s.baseLogger()
 	s.setReader(conn)
 	return s
@@ -201,8 +190,9 @@ func (s *session) serve(ctx context.Context) {
 		s.raw.Close()
 		return
 	}
-	// After the PROXY header: per-IP limits count real clients.
-	if limit := s.srv.admission.admit(s.cfg.Limits, s.clientIP); limit != "" {
+	// After the PROXY header: per-address limits count real clients.
+	s.addr = s.cfg.Limits.clientKey(s.clientIP)
+	if limit := s.srv.admission.admit(s.cfg.Limits, s.addr); limit != "" {
 		s.refuse(limit)
 		stop()
 		s.cancel()
@@ -210,11 +200,14 @@ func (s *session) serve(ctx context.Context) {
 		s.raw.Close()
 		return
 	}
-	defer s.srv.admission.leave(s.clientIP)
+	defer func() { s.srv.admission.leave(s.addr, s.loginPlace) }()
 	s.log.Info().Msg("session start")
 	s.cfg.Metrics.sessionStart(s.kind)
 
-	err := s.run()
+	err := s.awaitLoginPlace()
+	if err == nil {
+		err = s.run()
+	}
 	if ctx.Err() != nil && !errors.Is(err, errQuit) {
 		err = errShutdown
 	}
@@ -230,6 +223,9 @@ func (s *session) serve(ctx context.Context) {
 	}
 	if s.releaseRate != nil {
 		s.releaseRate()
+	}
+	if errors.Is(err, errLineTooLong) {
+		s.lingerClose()
 	}
 	s.conn.Close()
 	s.raw.Close()
@@ -251,12 +247,73 @@ func isNormalEnd(err error) bool {
 
 func endReason(err error) string {
 	for _, e := range []error{errQuit, errClientClosed, errIdle, errBackendLost, errNoBackend,
-		errHandshake, errTLSOnExplicit, errInjection, errShutdown, errLoginTimeout, errLoginFailures, errProxyHeader} {
+		errHandshake, errTLSOnExplicit, errInjection, errShutdown, errLoginTimeout, errLoginFailures,
+		errLineTooLong, errProxyHeader} {
 		if errors.Is(err, e) {
 			return e.Error()
 		}
 	}
 	return "error"
+}
+
+// awaitLoginPlace takes one of the client address's login places
+// (Limits.MaxLoginsPerIP) before the session greets, waiting for one if
+// need be, at most until the login timeout.
+func (s *session) awaitLoginPlace() error {
+	err := s.srv.admission.awaitLogin(s.ctx, s.cfg.Limits, s.addr, s.loginDeadline(), func() {
+		s.log.Warn().Str("limit", limitLoginsPerIP).Int(limitLoginsPerIP, s.cfg.Limits.maxLoginsPerIP()).
+			Msg("session waits for a login place")
+		s.cfg.Metrics.limitHit(limitLoginsPerIP)
+	})
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.log.Warn().Str("limit", limitLoginTimeout).Dur("timeout", s.cfg.Timeouts.login()).
+			Msg("login timeout: no login place came free")
+		s.cfg.Metrics.limitHit(limitLoginTimeout)
+		if s.kind == explicitTLS {
+			s.reply(ftpctl.CodeNotAvailable, "Too many logins from your address, try again later.")
+		}
+		return errLoginTimeout
+	case err != nil:
+		return errShutdown
+	}
+	s.loginPlace = true
+	return nil
+}
+
+// lingerBytes and lingerTime bound what lingerClose discards.
+const (
+	lingerBytes = 64 << 10
+	lingerTime  = time.Second
+)
+
+// lingerClose ends the client's side of a session whose last replies
+// answer input it did not read (an overlong line): closed at once, with
+// that input unread, the socket would be reset, and the reset can reach
+// the client before the replies it should read. So the replies are
+// followed by an end of stream, and what the client still sends is
+// discarded, unread as commands, for at most lingerTime and lingerBytes.
+func (s *session) lingerClose() {
+	if tc, ok := s.conn.(*tls.Conn); ok {
+		tc.SetWriteDeadline(time.Now().Add(lingerTime))
+		tc.CloseWrite() // close_notify
+	}
+	tcp, ok := s.raw.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	tcp.CloseWrite()
+	tcp.SetReadDeadline(time.Now().Add(lingerTime))
+	io.CopyN(io.Discard, tcp, lingerBytes)
+}
+
+// routedName is the user name that routes and user_hash choose by: the
+// accepted one, or that of the login under way.
+func (s *session) routedName() string {
+	if s.phase == phaseLoggedIn {
+		return s.user
+	}
+	return s.tried
 }
 
 // refuse answers a client past a session limit with 421, over TLS on the
@@ -424,15 +481,20 @@ func (s *session) badInput(err error) error {
 	var pe *ftpctl.ProtocolError
 	switch {
 	case errors.Is(err, ftpctl.ErrLineTooLong):
-		s.log.Warn().Str("limit", limitLineLength).Msg("command line too long")
+		// Answered as soon as the line passes the limit, whether or not
+		// its end ever comes. The rest of it is left unread, and would be
+		// taken for commands if the session went on: it ends instead.
+		s.log.Warn().Str("limit", limitLineLength).Int(limitLineLength, s.cr.Limit()).
+			Msg("command line too long: closing")
 		s.cfg.Metrics.limitHit(limitLineLength)
-		return s.reply(ftpctl.CodeSyntaxError, "Command line too long.")
-	case errors.As(err, &pe):
-		if secretLine(pe.Line) {
-			// "PASS\tsecret" is malformed too: log what is wrong, not the line.
-			err = &ftpctl.ProtocolError{Msg: pe.Msg, Line: pe.Line[:4] + " ****"}
+		if s.reply(ftpctl.CodeSyntaxError, "Command line too long.") == nil {
+			s.reply(ftpctl.CodeNotAvailable, "Closing control connection: the rest of that line cannot be told from commands.")
 		}
-		s.log.Debug().Err(err).Msg("malformed command")
+		return errLineTooLong
+	case errors.As(err, &pe):
+		// What is wrong, never the line: a malformed " PASS secret" or
+		// "PASS\tsecret" carries a password all the same.
+		s.log.Debug().Str("reason", pe.Msg).Int("bytes", len(pe.Line)).Msg("malformed command")
 		return s.reply(ftpctl.CodeSyntaxError, "Syntax error, command unrecognized.")
 	case errors.Is(err, errDraining):
 		s.reply(ftpctl.CodeNotAvailable, "Service shutting down.")
@@ -455,12 +517,6 @@ func (s *session) badInput(err error) error {
 		return errClientClosed
 	}
 	return errors.Join(errClientClosed, err)
-}
-
-// secretLine reports whether a command line may carry a password: it
-// starts with PASS or ACCT in any case.
-func secretLine(line string) bool {
-	return len(line) >= 4 && (strings.EqualFold(line[:4], "PASS") || strings.EqualFold(line[:4], "ACCT"))
 }
 
 // reply writes one reply to the client.

@@ -294,7 +294,7 @@ func TestAbort(t *testing.T) {
 	defer raw.Close()
 	rc.send("RETR big")
 	rc.expect(150)
-	dconn := tls.Client(raw, h.client)
+	dconn := tls.Client(raw, rc.tls)
 	if _, err := io.ReadFull(dconn, make([]byte, 1<<20)); err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +333,8 @@ func TestNoBackend(t *testing.T) {
 	rc.cmd("AUTH TLS", 234)
 	tc := tls.Client(rc.conn, h.client)
 	rc.conn, rc.r = tc, ftpctl.NewReader(bufioReader(tc), 0)
-	rc.cmd("USER alice", 421)
+	rc.cmd("USER alice", 331) // the backend is dialled for PASS
+	rc.cmd("PASS s3cret-pw", 421)
 	rc.expectClosed()
 }
 
@@ -370,7 +371,7 @@ func TestIdle(t *testing.T) {
 	raw := rc.epsvData()
 	rc.send("RETR f")
 	rc.expect(150)
-	dconn := tls.Client(raw, h.client)
+	dconn := tls.Client(raw, rc.tls)
 	// Read slowly for well over the idle timeout, each pause far shorter
 	// than it: 512 KiB every 300 ms, about 3.6 s in all.
 	buf := make([]byte, 512<<10)
@@ -474,14 +475,22 @@ func TestTLSOnExplicitPort(t *testing.T) {
 	})
 }
 
-// TestLineTooLong: an overlong command gets 500 and the session goes on.
+// TestLineTooLong: an overlong command gets 500 as soon as it passes the
+// limit, and the session ends with 421: the rest of the line would be
+// read as commands.
 func TestLineTooLong(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil, nil)
 	rc := h.rawTLS()
 	rc.send("CWD " + strings.Repeat("a", 100<<10))
 	rc.expect(500)
-	rc.cmd("NOOP", 200)
+	rc.expect(421)
+	rc.expectClosed()
+	for _, l := range h.backend.Commands() {
+		if strings.HasPrefix(l, "CWD") || strings.HasPrefix(l, "aaaa") {
+			t.Errorf("the backend was sent %.40q", l)
+		}
+	}
 }
 
 // TestCommandDuringTransfer: a command sent while data moves is answered

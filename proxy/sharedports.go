@@ -33,7 +33,9 @@ type portClaim struct {
 	a    *portAllocator
 	sp   *sharedPort
 	from netip.Addr
-	conn chan *net.TCPConn // the client's connection, sent once
+	// conn holds the connections from the client's address, in line
+	// (listenEnd.candidates), until the claim is released.
+	conn chan net.Conn
 }
 
 // listenShared claims a port on ip for a data connection from client: a
@@ -62,7 +64,7 @@ func (a *portAllocator) listenShared(ip, client netip.Addr, log func() *zerolog.
 
 // claim registers client's wait on sp. Called with a.mu held.
 func (a *portAllocator) claim(sp *sharedPort, client netip.Addr) *portClaim {
-	c := &portClaim{a: a, sp: sp, from: client, conn: make(chan *net.TCPConn, 1)}
+	c := &portClaim{a: a, sp: sp, from: client, conn: make(chan net.Conn, maxWaiting)}
 	sp.waiters[client] = c
 	sp.claims++
 	return c
@@ -116,24 +118,35 @@ func (a *portAllocator) dispatch(sp *sharedPort, log func() *zerolog.Logger) {
 		}
 		delay = 0
 		from := addrOf(conn.RemoteAddr())
+		keepAlive(conn)
+		// Under the lock, so that release, which takes the claim out of
+		// waiters under it too, finds every connection sent to it.
 		a.mu.Lock()
 		c := sp.waiters[from]
+		queued := false
 		if c != nil {
-			delete(sp.waiters, from) // one data connection per claim
+			select {
+			case c.conn <- conn:
+				queued = true
+			default:
+			}
 		}
 		a.mu.Unlock()
-		if c == nil {
+		switch {
+		case c == nil:
 			log().Warn().Str("party", string(partyClient)).Str("from", from.String()).Uint16("port", sp.port).
 				Msg("data connection from another address refused")
 			conn.Close()
-			continue
+		case !queued:
+			log().Warn().Str("party", string(partyClient)).Str("from", from.String()).Uint16("port", sp.port).
+				Msg("data connection refused: too many already wait on the port")
+			conn.Close()
 		}
-		c.conn <- conn
 	}
 }
 
-// release ends the claim; the last one closes the port. A connection
-// delivered but not taken is closed.
+// release ends the claim; the last one closes the port. Connections
+// delivered but not taken are closed.
 func (c *portClaim) release() {
 	a := c.a
 	a.mu.Lock()
@@ -149,9 +162,12 @@ func (c *portClaim) release() {
 		}
 	}
 	a.mu.Unlock()
-	select {
-	case conn := <-c.conn:
-		conn.Close()
-	default:
+	for {
+		select {
+		case conn := <-c.conn:
+			conn.Close()
+		default:
+			return
+		}
 	}
 }

@@ -43,7 +43,7 @@ func TestStatus(t *testing.T) {
 			rc.send("RETR big")
 			rc.expect(150)
 			if prot == "P" {
-				data = tls.Client(data, h.client)
+				data = tls.Client(data, rc.tls)
 			}
 			if _, err := io.ReadFull(data, make([]byte, 1<<20)); err != nil {
 				t.Fatal(err)
@@ -114,7 +114,7 @@ func TestStatus(t *testing.T) {
 			rc.send("STOR up.bin")
 			rc.expect(150)
 			if prot == "P" {
-				up = tls.Client(up, h.client)
+				up = tls.Client(up, rc.tls)
 			}
 			if _, err := up.Write(make([]byte, 12345)); err != nil {
 				t.Fatal(err)

@@ -27,6 +27,11 @@ func (s *session) transfer(cmd ftpctl.Command) error {
 		dc.abort()
 		return s.reply(ftpctl.CodePolicyDenied, "Data connections must be protected: use PROT P.")
 	}
+	if dc.unchecked && s.prot != 'P' {
+		// PROT C after a PASV that only PROT P could tie to the client.
+		dc.abort()
+		return s.reply(ftpctl.CodeNetProtoNotSupp, uncheckedPASV)
+	}
 	if ok, err := s.settleAhead(dc); !ok {
 		return err
 	}
@@ -82,20 +87,29 @@ func (s *session) transfer(cmd ftpctl.Command) error {
 			}
 			if rr.rep.Code.Class() != ftpctl.ClassCompletion {
 				// The backend gave up (425, 426, 451, 550...): so do we.
+				// If it did because the client's data connection was
+				// refused (and reset toward the backend), the client is
+				// told why.
+				rep := rr.rep
+				select {
+				case <-dc.finished(dir):
+					if _, err := dc.result(dir); errors.Is(err, errNoSessionReuse) {
+						rep, _ = clientDataFailure(err)
+					}
+				default:
+				}
 				dc.abort()
-				return s.endTransfer(cmd, dir, dc, rr.rep, began)
+				return s.endTransfer(cmd, dir, dc, rep, began)
 			}
 			final, dataDone, dataOver = &rr.rep, dc.finished(dir), nil
 		case <-dataDone:
 			rep := *final
-			if _, err := dc.result(dir); errors.Is(err, errNoSessionReuse) {
-				rep = ftpctl.NewReply(ftpctl.CodeNetProtoNotSupp,
-					"Data connection refused: TLS session reuse required.")
-			} else if errors.Is(err, errDataConnect) {
-				rep = ftpctl.NewReply(ftpctl.CodeCannotOpenData, "Can't open data connection.")
-			} else if err != nil {
-				withAlert(s.log.Warn().Err(err), err).Str("verb", cmd.Verb).Msg("data connection failed")
-				rep = ftpctl.NewReply(ftpctl.CodeTransferAborted, "Data connection failed; transfer aborted.")
+			if _, err := dc.result(dir); err != nil {
+				var said bool
+				if rep, said = clientDataFailure(err); !said {
+					withAlert(s.log.Warn().Err(err), err).Str("verb", cmd.Verb).Msg("data connection failed")
+					rep = ftpctl.NewReply(ftpctl.CodeTransferAborted, "Data connection failed; transfer aborted.")
+				}
 			}
 			return s.endTransfer(cmd, dir, dc, rep, began)
 		case r := <-commands:
@@ -113,6 +127,23 @@ func (s *session) transfer(cmd ftpctl.Command) error {
 			return errShutdown
 		}
 	}
+}
+
+// clientDataFailure is the reply to a transfer whose data connection
+// failed for a reason of the client's that it should be told, and whether
+// err is one. Any other failure has been logged where it happened.
+func clientDataFailure(err error) (ftpctl.Reply, bool) {
+	switch {
+	case errors.Is(err, errNoSessionReuse):
+		// What to do, for the script authors who meet it: stock Python
+		// ftplib never resumes (README, "Scripts").
+		return ftpctl.NewReply(ftpctl.CodeNetProtoNotSupp,
+			"Data connection refused: TLS session reuse required. Resume the control connection's TLS session on it "+
+				"(Python ftplib: wrap_socket(conn, server_hostname=self.host, session=self.sock.session))."), true
+	case errors.Is(err, errDataConnect):
+		return ftpctl.NewReply(ftpctl.CodeCannotOpenData, "Can't open data connection."), true
+	}
+	return ftpctl.Reply{}, false
 }
 
 // readReplies reads the backend's replies to one command, up to and

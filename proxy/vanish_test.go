@@ -90,7 +90,7 @@ func TestClientVanishesMidTransfer(t *testing.T) {
 			}
 			rc.expect(150)
 			if tc.prot == "P" {
-				dconn = tls.Client(raw, h.client)
+				dconn = tls.Client(raw, rc.tls)
 			}
 			if tc.dir == upload {
 				if _, err := dconn.Write(big[:1<<20]); err != nil {

@@ -161,7 +161,7 @@ func readTicketKeyFile(path string) ([][32]byte, [32]byte, error) {
 // session's. Call it once per connection: it is a clone of TLSConfig with
 // the current ticket keys.
 func (o *Offload) ControlConfig(sessionID string) *tls.Config {
-	return o.boundConfig(sessionID, false)
+	return boundConfig(o.config, sessionID, false)
 }
 
 // DataConfig returns the configuration for one data connection of FTP
@@ -180,14 +180,21 @@ func (o *Offload) ControlConfig(sessionID string) *tls.Config {
 // Call it once per connection: it is a clone of TLSConfig with the current
 // ticket keys.
 func (o *Offload) DataConfig(sessionID string) *tls.Config {
-	return o.boundConfig(sessionID, true)
+	return boundConfig(o.config, sessionID, true)
 }
 
-// boundConfig clones the shared config and binds its tickets to sessionID.
-// strict: a ticket of another session fails the handshake instead of
-// falling back to a full one.
-func (o *Offload) boundConfig(sessionID string, strict bool) *tls.Config {
-	c := o.config.Clone()
+// SessionConfigs is ControlConfig and DataConfig for a base configuration
+// other than an Offload's: any whose session tickets are on (the
+// default), shared by every session. Each call clones base.
+func SessionConfigs(base *tls.Config, sessionID string) (control, data *tls.Config) {
+	return boundConfig(base, sessionID, false), boundConfig(base, sessionID, true)
+}
+
+// boundConfig clones base and binds its tickets to sessionID. strict: a
+// ticket of another session fails the handshake instead of falling back
+// to a full one.
+func boundConfig(base *tls.Config, sessionID string, strict bool) *tls.Config {
+	c := base.Clone()
 	c.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
 		ss.Extra = withBinding(ss.Extra, sessionID)
 		return c.EncryptTicket(cs, ss)

@@ -117,7 +117,7 @@ func TestAdminMetricsAndXferlog(t *testing.T) {
 	}
 
 	before := scrapeMetrics(t, admin+"/metrics")
-	client := &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"}
+	client := &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(8)}
 	c, err := ftp.Dial(srv.ExplicitAddr().String(), ftp.DialWithTimeout(10*time.Second), ftp.DialWithExplicitTLS(client))
 	if err != nil {
 		t.Fatal(err)

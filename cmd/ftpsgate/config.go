@@ -58,7 +58,7 @@ type fileConfig struct {
 		TicketRotation        string `toml:"ticket_rotation"`
 		Require               *bool  `toml:"require"`
 		RequireDataProtection bool   `toml:"require_data_protection"`
-		RequireSessionReuse   bool   `toml:"require_session_reuse"`
+		RequireSessionReuse   *bool  `toml:"require_session_reuse"`
 		AllowCCC              bool   `toml:"allow_ccc"`
 		ACME                  struct {
 			Domains         []string `toml:"domains"`
@@ -112,13 +112,17 @@ type fileConfig struct {
 		Drain       string `toml:"drain"`
 	} `toml:"timeouts"`
 	Limits struct {
-		MaxLine          int    `toml:"max_line"`
-		MaxSessions      int    `toml:"max_sessions"`
-		MaxSessionsPerIP int    `toml:"max_sessions_per_ip"`
-		MaxFailedLogins  int    `toml:"max_failed_logins"`
-		SessionRate      string `toml:"session_rate"`
-		UserRate         string `toml:"user_rate"`
-		GlobalRate       string `toml:"global_rate"`
+		MaxLine int `toml:"max_line"`
+		// The count limits: absent is the default, 0 no limit.
+		MaxSessions          *int   `toml:"max_sessions"`
+		MaxSessionsPerIP     *int   `toml:"max_sessions_per_ip"`
+		MaxLoginsPerIP       *int   `toml:"max_logins_per_ip"`
+		MaxPassivePortsPerIP *int   `toml:"max_passive_ports_per_ip"`
+		IPv6Prefix           int    `toml:"ipv6_prefix"`
+		MaxFailedLogins      int    `toml:"max_failed_logins"`
+		SessionRate          string `toml:"session_rate"`
+		UserRate             string `toml:"user_rate"`
+		GlobalRate           string `toml:"global_rate"`
 	} `toml:"limits"`
 	Log struct {
 		Level      string `toml:"level"`
@@ -324,7 +328,7 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 	default:
 		bad(fmt.Sprintf("tls.client_auth %q: want request or require", t.ClientAuth), "tls", "client_auth")
 	}
-	pc.RequireSessionReuse = t.RequireSessionReuse
+	pc.AllowUnresumedData = t.RequireSessionReuse != nil && !*t.RequireSessionReuse
 	switch t.ACME.Cache {
 	case "", "dir":
 	case "redis":
@@ -502,17 +506,32 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 	lim := &pc.Limits
 	for _, n := range []struct {
 		key string
-		v   int
+		v   *int
 		dst *int
 	}{
 		{"max_sessions", fc.Limits.MaxSessions, &lim.MaxSessions},
 		{"max_sessions_per_ip", fc.Limits.MaxSessionsPerIP, &lim.MaxSessionsPerIP},
-		{"max_failed_logins", fc.Limits.MaxFailedLogins, &lim.MaxFailedLogins},
+		{"max_logins_per_ip", fc.Limits.MaxLoginsPerIP, &lim.MaxLoginsPerIP},
+		{"max_passive_ports_per_ip", fc.Limits.MaxPassivePortsPerIP, &lim.MaxPassivePortsPerIP},
 	} {
-		if n.v < 0 {
-			bad(fmt.Sprintf("limits.%s %d: want 0 (no limit) or more", n.key, n.v), "limits", n.key)
+		switch {
+		case n.v == nil: // the default
+		case *n.v < 0:
+			bad(fmt.Sprintf("limits.%s %d: want 0 (no limit) or more", n.key, *n.v), "limits", n.key)
+		case *n.v == 0:
+			*n.dst = proxy.NoLimit
+		default:
+			*n.dst = *n.v
 		}
-		*n.dst = n.v
+	}
+	if n := fc.Limits.MaxFailedLogins; n < 0 {
+		bad(fmt.Sprintf("limits.max_failed_logins %d: want 1 or more (0 is the default, 3)", n), "limits", "max_failed_logins")
+	}
+	lim.MaxFailedLogins = fc.Limits.MaxFailedLogins
+	if n := fc.Limits.IPv6Prefix; n < 0 || n > 128 {
+		bad(fmt.Sprintf("limits.ipv6_prefix %d: want 1 to 128 (64, the default, counts a /64 as one client)", n), "limits", "ipv6_prefix")
+	} else {
+		lim.IPv6Prefix = n
 	}
 	for _, r := range []struct {
 		key string

@@ -164,7 +164,7 @@ file = %q
 	addr, _ := waitFileLog("listening")["addr"].(string)
 	waitFileLog("ftpsgate started") // the signal handler is in place
 
-	client := &tls.Config{InsecureSkipVerify: true}
+	client := &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(8)}
 	c, err := ftp.Dial(addr, ftp.DialWithTimeout(10*time.Second), ftp.DialWithExplicitTLS(client))
 	if err != nil {
 		t.Fatal(err)

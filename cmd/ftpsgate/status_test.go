@@ -36,7 +36,7 @@ func TestStatusPage(t *testing.T) {
 	srv, admin := serveAdmin(t, st)
 
 	c, err := ftp.Dial(srv.ExplicitAddr().String(), ftp.DialWithTimeout(10*time.Second),
-		ftp.DialWithExplicitTLS(&tls.Config{InsecureSkipVerify: true}))
+		ftp.DialWithExplicitTLS(&tls.Config{InsecureSkipVerify: true, ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(8)}))
 	if err != nil {
 		t.Fatal(err)
 	}

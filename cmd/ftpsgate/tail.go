@@ -498,6 +498,9 @@ func (f *recordFilter) match(r *record) bool {
 			if sess != "" {
 				f.userSessions[sess] = true
 			}
+		case u == "" && r.str("tried_user") == f.user:
+			// A login as the user that did not succeed: shown, but the
+			// session is not the user's.
 		case u == "" && f.userSessions[sess]:
 		default:
 			return false
@@ -748,13 +751,18 @@ func formCertificate(p *recordPrinter, r *record) {
 	}
 }
 
-// who names the client of a record: user@ip once logged in, else the ip.
+// who names the client of a record: user@ip once logged in, or with the
+// name of a login under way (tried_user), else the ip.
 func (p *recordPrinter) who(r *record) string {
 	c := r.str("client")
 	if ip, ok := clientIP(c); ok {
 		c = ip.String()
 	}
-	if u := r.str("user"); u != "" {
+	u := r.str("user")
+	if u == "" {
+		u = r.str("tried_user")
+	}
+	if u != "" {
 		if c == "" {
 			return p.paint(styleBold, u)
 		}
