@@ -175,9 +175,10 @@ func (x *xferlog) write(e proxy.TransferEvent) {
 // special-action-flag direction access-mode username service-name
 // authentication-method authenticated-user-id completion-status.
 //
-// The proxy does not follow TYPE, so transfer-type is always b (binary);
-// filename is the path as the client sent it, whitespace replaced by _ as
-// wu-ftpd does, so that the line splits into its fields.
+// The proxy does not follow TYPE, so transfer-type is always b (binary).
+// filename and username are as the client sent them, through escapeText,
+// the single spaces it leaves written _ as wu-ftpd writes blanks: the
+// readers of the file split a line into its fields on blanks.
 func xferlogLine(e proxy.TransferEvent) string {
 	secs := int64((e.Duration + time.Second/2) / time.Second)
 	if secs == 0 {
@@ -191,16 +192,11 @@ func xferlogLine(e proxy.TransferEvent) string {
 	if e.Complete {
 		status = "c"
 	}
-	user := e.User
+	user := xferlogField(e.User)
 	if user == "" {
 		user = "*"
 	}
-	name := strings.Map(func(r rune) rune {
-		if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
-			return '_'
-		}
-		return r
-	}, e.Path)
+	name := xferlogField(e.Path)
 	if name == "" {
 		name = "-"
 	}
@@ -214,16 +210,17 @@ func xferlogLine(e proxy.TransferEvent) string {
 		"_", // special-action-flag: no compression or tar
 		direction,
 		"r", // access-mode: a real (logged-in) user
-		strings.Map(func(r rune) rune {
-			if r == ' ' || r == '\t' {
-				return '_'
-			}
-			return r
-		}, user),
+		user,
 		"ftp", // service-name
 		"0",   // authentication-method: none (no RFC 931 ident)
 		"*",   // authenticated-user-id: not available
 		status,
 	}
 	return strings.Join(fields, " ") + "\n"
+}
+
+// xferlogField is a client's text as an xferlog field: escaped, with no
+// blank left in it.
+func xferlogField(s string) string {
+	return strings.ReplaceAll(escapeText(s), " ", "_")
 }
