@@ -71,6 +71,7 @@ type fileConfig struct {
 			RenewBefore     string   `toml:"renew_before"`
 			Cache           string   `toml:"cache"`
 		} `toml:"acme"`
+		CipherSuites []string `toml:"cipher_suites"`
 	} `toml:"tls"`
 	Backend []backendConfig `toml:"backend"`
 	Route   []struct {
@@ -165,6 +166,9 @@ type settings struct {
 	// reload reads the configuration again, from the same file and flags,
 	// on SIGHUP; nil: SIGHUP reloads the certificates only.
 	reload func() (settings, error)
+	// warnings are values that work but give something up (an insecure
+	// cipher suite): check prints them and passes, serve logs them.
+	warnings []configError
 }
 
 // defaultDrain is how long SIGTERM lets transfers finish when
@@ -232,6 +236,10 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 	)
 	bad := func(msg string, key ...string) {
 		errs = append(errs, configError{src, lines.line(key...), msg})
+	}
+	// warn records a value that works but gives something up.
+	warn := func(msg string, key ...string) {
+		st.warnings = append(st.warnings, configError{src, lines.line(key...), msg})
 	}
 	pc := &st.proxy
 	pc.Listen, pc.Implicit = fc.Listen.Explicit, fc.Listen.Implicit
@@ -342,6 +350,23 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 		st.tls.MinVersion = tls.VersionTLS13
 	default:
 		bad(fmt.Sprintf("tls.min_version %q: want \"1.2\" or \"1.3\"", fc.TLS.MinVersion), "tls", "min_version")
+	}
+	if t.CipherSuites != nil && len(t.CipherSuites) == 0 {
+		bad("tls.cipher_suites is empty: leave it out for the default AEAD suites, or set min_version = \"1.3\" to refuse TLS 1.2", "tls", "cipher_suites")
+	}
+	for _, name := range t.CipherSuites {
+		id, weakness, err := tlsoffload.ParseCipherSuite(name)
+		if err != nil {
+			bad("tls.cipher_suites: "+err.Error(), "tls", "cipher_suites")
+			continue
+		}
+		if weakness != "" {
+			warn(fmt.Sprintf("tls.cipher_suites: %s gives up %s", name, weakness), "tls", "cipher_suites")
+		}
+		st.tls.CipherSuites = append(st.tls.CipherSuites, id)
+	}
+	if len(t.CipherSuites) > 0 && st.tls.MinVersion == tls.VersionTLS13 {
+		warn("tls.cipher_suites has no effect with min_version = \"1.3\": they are TLS 1.2 suites", "tls", "cipher_suites")
 	}
 	pc.PlainAllowed = fc.TLS.Require != nil && !*fc.TLS.Require
 	pc.RequireDataProtection = fc.TLS.RequireDataProtection

@@ -2,18 +2,24 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/ftpsgate/ftpsgate/ftpctl/ftptest"
 	"github.com/ftpsgate/ftpsgate/proxy"
 	"github.com/ftpsgate/ftpsgate/tlsoffload"
 )
@@ -150,6 +156,9 @@ func TestExampleValues(t *testing.T) {
 	if len(pc.Routes) != 1 || pc.Routes[0].Policy != proxy.LeastConn || pc.Routes[0].Backends[0].Name != "partners-a" ||
 		pc.Routes[0].User[0] != "partner-*" {
 		t.Errorf("routes %+v", pc.Routes)
+	}
+	if !slices.Equal(st.tls.CipherSuites, tlsoffload.DefaultCipherSuites()) {
+		t.Errorf("the example's cipher_suites %v are not the default ones", st.tls.CipherSuites)
 	}
 	if st.admin.user != "admin" || st.admin.password != "admin-pw" {
 		t.Errorf("admin user %q, password %q", st.admin.user, st.admin.password)
@@ -334,5 +343,119 @@ func TestParseRate(t *testing.T) {
 		if got, err := parseRate(in); err == nil {
 			t.Errorf("parseRate(%q) = %d, want an error", in, got)
 		}
+	}
+}
+
+// TestCheckCipherSuites: [tls] cipher_suites takes Go's names of TLS 1.2
+// suites; an insecure one is a warning saying what it gives up (check
+// still passes), an unknown or TLS 1.3 name or an empty list an error,
+// each with the key's line.
+func TestCheckCipherSuites(t *testing.T) {
+	t.Parallel()
+	const backend = "\n[[backend]]\naddress = \"127.0.0.1:2100\"\n"
+	for _, tc := range []struct {
+		name   string
+		tls    string
+		ok     bool
+		ids    []uint16
+		stderr []string // each a line check prints, after the file's path
+	}{
+		{"default", `min_version = "1.2"`, true, nil, nil},
+		{"secure CBC for an old client", `cipher_suites = ["TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]`, true,
+			[]uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}, nil},
+		{"insecure suites", "cipher_suites = [\n  \"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\",\n  \"TLS_RSA_WITH_AES_128_CBC_SHA\",\n  \"TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA\",\n]", true,
+			[]uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA},
+			[]string{
+				":2: tls.cipher_suites: TLS_RSA_WITH_AES_128_CBC_SHA gives up no forward secrecy (RSA key exchange: whoever obtains the private key decrypts every recorded session); CBC instead of an AEAD cipher (padding-oracle attacks such as Lucky13) (warning)",
+				":2: tls.cipher_suites: TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA gives up 3DES, whose 64-bit blocks let a long session's plaintext be recovered (Sweet32) (warning)",
+			}},
+		{"TLS 1.2 suites under min_version 1.3", "min_version = \"1.3\"\ncipher_suites = [\"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\"]", true,
+			[]uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256},
+			[]string{":3: tls.cipher_suites has no effect with min_version = \"1.3\": they are TLS 1.2 suites (warning)"}},
+		{"unknown and TLS 1.3 names", "cipher_suites = [\"ECDHE-RSA-AES128-GCM-SHA256\", \"TLS_AES_256_GCM_SHA384\"]", false, nil,
+			[]string{
+				`:2: tls.cipher_suites: unknown cipher suite "ECDHE-RSA-AES128-GCM-SHA256": want a TLS 1.2 suite as Go names it`,
+				":2: tls.cipher_suites: TLS_AES_256_GCM_SHA384 is a TLS 1.3 suite: Go always offers all three TLS 1.3 suites and lets none be chosen",
+			}},
+		{"empty", "cipher_suites = []", false, nil, []string{":2: tls.cipher_suites is empty"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "ftpsgate.toml")
+			os.WriteFile(path, []byte("[tls]\n"+tc.tls+"\n"+backend), 0o600)
+			out, errOut, err := runCLISerial(t, "check", "--config", path)
+			if ok := err == nil && strings.Contains(out, ": ok"); ok != tc.ok {
+				t.Errorf("check: %v, want ok=%v\n%s%s", err, tc.ok, out, errOut)
+			}
+			for _, want := range tc.stderr {
+				if !strings.Contains(errOut, path+want) {
+					t.Errorf("check output lacks %q:\n%s", path+want, errOut)
+				}
+			}
+			if len(tc.stderr) == 0 && errOut != "" {
+				t.Errorf("check printed:\n%s", errOut)
+			}
+			if !tc.ok {
+				return
+			}
+			fc, lines, err := loadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := fc.build(path, lines)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(st.tls.CipherSuites, tc.ids) {
+				t.Errorf("tls.CipherSuites = %v, want %v", st.tls.CipherSuites, tc.ids)
+			}
+		})
+	}
+}
+
+// TestServeLogsConfigWarnings: serve logs each warning check prints, once,
+// as a warn record naming the file and line.
+func TestServeLogsConfigWarnings(t *testing.T) {
+	t.Parallel()
+	mem := ftptest.NewServer()
+	t.Cleanup(mem.Close)
+	path := filepath.Join(t.TempDir(), "ftpsgate.toml")
+	os.WriteFile(path, []byte(fmt.Sprintf("[listen]\nexplicit = \"127.0.0.1:0\"\n\n[tls]\ncipher_suites = [\"TLS_RSA_WITH_AES_128_GCM_SHA256\"]\n\n[[backend]]\naddress = %q\n", mem.Addr())), 0o600)
+	fc, lines, err := loadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := fc.build(path, lines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	log, err := newLogger(io.MultiWriter(logs, suiteLog), "info", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, st, log, func(*proxy.Server) { cancel() }) }()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var warnings []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var r map[string]any
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		if r["message"] == "configuration warning" {
+			warnings = append(warnings, r)
+		}
+	}
+	if len(warnings) != 1 {
+		t.Fatalf("%d configuration warnings logged, want 1:\n%s", len(warnings), logs)
+	}
+	w := warnings[0]
+	if w["level"] != "warn" || w["config"] != path || w["line"] != 5.0 ||
+		!strings.HasPrefix(w["warning"].(string), "tls.cipher_suites: TLS_RSA_WITH_AES_128_GCM_SHA256 gives up no forward secrecy") {
+		t.Errorf("warning record %v", w)
 	}
 }
