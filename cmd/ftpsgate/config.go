@@ -132,10 +132,11 @@ type fileConfig struct {
 		Xferlog    string `toml:"xferlog"`
 	} `toml:"log"`
 	Admin struct {
-		Listen       string `toml:"listen"`
-		Pprof        bool   `toml:"pprof"`
-		User         string `toml:"user"`
-		PasswordFile string `toml:"password_file"`
+		Listen       string   `toml:"listen"`
+		Pprof        bool     `toml:"pprof"`
+		User         string   `toml:"user"`
+		PasswordFile string   `toml:"password_file"`
+		Hosts        []string `toml:"hosts"`
 	} `toml:"admin"`
 }
 
@@ -574,6 +575,14 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 	}
 	if fc.Admin.User != "" && fc.Admin.PasswordFile == "" {
 		bad("admin.user without password_file", "admin", "user")
+	}
+	for _, h := range fc.Admin.Hosts {
+		name, ok := adminHostName(h)
+		if !ok {
+			bad(fmt.Sprintf("admin.hosts %q: want a host name without port, e.g. \"status.example.com\"", h), "admin", "hosts")
+			continue
+		}
+		st.admin.hosts = append(st.admin.hosts, name)
 	}
 	if _, err := parseLevel(st.logLevel); err != nil {
 		bad(err.Error(), "log", "level")

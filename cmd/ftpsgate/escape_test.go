@@ -168,7 +168,7 @@ func statusHTML(t *testing.T, name string) string {
 		certs:  func() []tlsoffload.CertificateInfo { return certs },
 		host:   "gw", version: "test", log: zerolog.Nop(),
 	}
-	h := adminHandler(prometheus.NewRegistry(), func() error { return nil }, adminSettings{}, page)
+	h := adminHandler(prometheus.NewRegistry(), func() error { return nil }, adminSettings{}, page, zerolog.Nop())
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1:9100/", nil))
 	if rec.Code != http.StatusOK {
