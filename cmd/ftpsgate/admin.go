@@ -243,6 +243,21 @@ func adminHostName(s string) (string, bool) {
 	return name, true
 }
 
+// loopbackListen reports whether addr, host:port, is reachable from this
+// machine only: a loopback address or localhost. ":9100", "0.0.0.0:9100",
+// a LAN address and any other name are reachable from elsewhere.
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
 // xferlog appends one wu-ftpd xferlog line per file transfer (man 5
 // xferlog), for the log analysers FTP administrators already run.
 type xferlog struct {

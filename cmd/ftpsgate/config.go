@@ -576,6 +576,11 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 	if fc.Admin.User != "" && fc.Admin.PasswordFile == "" {
 		bad("admin.user without password_file", "admin", "user")
 	}
+	// The status page shows who is logged in, from where, and which files
+	// they move: anyone who can reach the listener can read it.
+	if _, _, err := net.SplitHostPort(st.admin.listen); err == nil && fc.Admin.PasswordFile == "" && !loopbackListen(st.admin.listen) {
+		bad(fmt.Sprintf("admin.listen %q is reachable from other machines: set admin.password_file, or listen on 127.0.0.1", st.admin.listen), "admin", "listen")
+	}
 	for _, h := range fc.Admin.Hosts {
 		name, ok := adminHostName(h)
 		if !ok {

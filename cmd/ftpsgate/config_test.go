@@ -459,3 +459,71 @@ func TestServeLogsConfigWarnings(t *testing.T) {
 		t.Errorf("warning record %v", w)
 	}
 }
+
+// TestCheckAdminListen: check (and serve, which loads the same way)
+// refuses an admin listener reachable from other machines without
+// password_file, with the line of listen; [admin] hosts takes host names
+// only.
+func TestCheckAdminListen(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		listen   string
+		password bool
+		hosts    string
+		err      string // the error after "FILE:LINE: "; "" for none
+	}{
+		{"127.0.0.1:9100", false, "", ""},
+		{"127.0.0.2:9100", false, "", ""},
+		{"[::1]:9100", false, "", ""},
+		{"localhost:9100", false, "", ""},
+		{":9100", false, "", `2: admin.listen ":9100" is reachable from other machines: set admin.password_file, or listen on 127.0.0.1`},
+		{"0.0.0.0:9100", false, "", `2: admin.listen "0.0.0.0:9100" is reachable from other machines`},
+		{"[::]:9100", false, "", `2: admin.listen "[::]:9100" is reachable from other machines`},
+		{"10.0.0.7:9100", false, "", `2: admin.listen "10.0.0.7:9100" is reachable from other machines`},
+		{"status.example.com:9100", false, "", `2: admin.listen "status.example.com:9100" is reachable from other machines`},
+		{":9100", true, "", ""},
+		{"10.0.0.7:9100", true, `["status.example.com", "Grafana.Example.com."]`, ""},
+		{"127.0.0.1:9100", false, `["status.example.com:9100"]`, `3: admin.hosts "status.example.com:9100": want a host name without port`},
+		{"127.0.0.1:9100", false, `["*.example.com"]`, `3: admin.hosts "*.example.com": want a host name without port`},
+		{"127.0.0.1:9100", false, `["https://status.example.com"]`, `3: admin.hosts "https://status.example.com"`},
+	} {
+		t.Run(tc.listen+" "+tc.hosts, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			cfg := fmt.Sprintf("[admin]\nlisten = %q\n", tc.listen)
+			if tc.hosts != "" {
+				cfg += "hosts = " + tc.hosts + "\n"
+			}
+			if tc.password {
+				os.WriteFile(filepath.Join(dir, "pw"), []byte("s3cret\n"), 0o600)
+				cfg += fmt.Sprintf("password_file = %q\n", filepath.Join(dir, "pw"))
+			}
+			path := filepath.Join(dir, "ftpsgate.toml")
+			os.WriteFile(path, []byte(cfg+"\n[[backend]]\naddress = \"127.0.0.1:2100\"\n"), 0o600)
+			out, errOut, err := runCLISerial(t, "check", "--config", path)
+			if tc.err == "" {
+				if err != nil || !strings.Contains(out, ": ok") {
+					t.Errorf("check: %v\n%s%s", err, out, errOut)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(errOut, path+":"+tc.err) {
+				t.Errorf("check: %v, want %s:%s\n%s%s", err, path, tc.err, out, errOut)
+			}
+		})
+	}
+
+	// serve refuses the same file before it opens anything.
+	path := filepath.Join(t.TempDir(), "ftpsgate.toml")
+	os.WriteFile(path, []byte("[listen]\nexplicit = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"0.0.0.0:0\"\n\n[[backend]]\naddress = \"127.0.0.1:2100\"\n"), 0o600)
+	done := make(chan error, 1)
+	go func() { _, _, err := runCLISerial(t, "serve", "--config", path); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), path+`:5: admin.listen "0.0.0.0:0" is reachable from other machines`) {
+			t.Errorf("serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve started with an admin listener open to other machines and no password")
+	}
+}
