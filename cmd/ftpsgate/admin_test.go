@@ -28,11 +28,15 @@ import (
 )
 
 // serveAdmin runs the proxy as serve does, with an admin listener, until
-// the test ends; it returns the server and the admin base URL.
+// the test ends; it returns the server and the admin base URL. The
+// listener takes a port of its own (":0") and the URL comes from its
+// "admin listening" record: a port found free and then bound later may be
+// taken in between by another parallel test.
 func serveAdmin(t *testing.T, st settings) (*proxy.Server, string) {
 	t.Helper()
-	st.admin.listen = freeAddr(t)
-	log, err := newLogger(suiteLog, "debug", "json")
+	st.admin.listen = "127.0.0.1:0"
+	logs := &syncBuffer{}
+	log, err := newLogger(io.MultiWriter(suiteLog, logs), "debug", "json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,18 +44,26 @@ func serveAdmin(t *testing.T, st settings) (*proxy.Server, string) {
 	ready := make(chan *proxy.Server, 1)
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, st, log, func(s *proxy.Server) { ready <- s }) }()
+	var srv *proxy.Server
+	select {
+	case srv = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("run: %v", err)
+	}
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}
 	})
-	select {
-	case srv := <-ready:
-		return srv, "http://" + st.admin.listen
-	case err := <-done:
-		t.Fatalf("run: %v", err)
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var r struct{ Message, Address string }
+		if json.Unmarshal([]byte(line), &r) == nil && r.Message == "admin listening" {
+			return srv, "http://" + r.Address
+		}
 	}
+	t.Fatalf("no admin listening record:\n%s", logs)
 	return nil, ""
 }
 
