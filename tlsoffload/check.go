@@ -262,6 +262,7 @@ func (c Config) problems() []Problem {
 	default:
 		add("MinVersion", false, "unknown TLS version %#04x", c.MinVersion)
 	}
+	ps = append(ps, c.cipherSuitesProblems()...)
 	switch c.ClientAuth {
 	case "":
 	case "request", "require":

@@ -96,6 +96,13 @@ type Config struct {
 	// MinVersion is the oldest TLS version accepted. Zero: TLS 1.2; older
 	// versions have known attacks and no FTPS client needs them.
 	MinVersion uint16
+	// CipherSuites are the TLS 1.2 cipher suites offered, as
+	// ParseCipherSuite returns them; crypto/tls ranks them itself, so
+	// their order does not matter, and offers all three TLS 1.3 suites
+	// whatever this says. Zero: the ECDHE suites with AES-GCM or
+	// ChaCha20-Poly1305 (DefaultCipherSuites), so a TLS 1.2 client that
+	// offers only CBC suites is refused.
+	CipherSuites []uint16
 	// ClientCAFile is a PEM file of the CAs that sign client certificates.
 	// Zero: client certificates are not asked for.
 	ClientCAFile string
@@ -197,6 +204,7 @@ func New(c Config) (*Offload, error) {
 	}
 	o.config = &tls.Config{
 		MinVersion:     c.minVersion(),
+		CipherSuites:   c.cipherSuites(),
 		GetCertificate: o.getCertificate,
 		// RFC 7301 registers "ftp"; a client that offers ALPN without it is
 		// refused by crypto/tls. FTPS clients (curl, lftp, ftplib) send no

@@ -7,9 +7,12 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -18,17 +21,22 @@ import (
 	"time"
 
 	"github.com/jlaffaye/ftp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ftpsgate/ftpsgate/ftpctl/ftptest"
 	"github.com/ftpsgate/ftpsgate/proxy"
 )
 
 // serveAdmin runs the proxy as serve does, with an admin listener, until
-// the test ends; it returns the server and the admin base URL.
+// the test ends; it returns the server and the admin base URL. The
+// listener takes a port of its own (":0") and the URL comes from its
+// "admin listening" record: a port found free and then bound later may be
+// taken in between by another parallel test.
 func serveAdmin(t *testing.T, st settings) (*proxy.Server, string) {
 	t.Helper()
-	st.admin.listen = freeAddr(t)
-	log, err := newLogger(suiteLog, "debug", "json")
+	st.admin.listen = "127.0.0.1:0"
+	logs := &syncBuffer{}
+	log, err := newLogger(io.MultiWriter(suiteLog, logs), "debug", "json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,18 +44,26 @@ func serveAdmin(t *testing.T, st settings) (*proxy.Server, string) {
 	ready := make(chan *proxy.Server, 1)
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, st, log, func(s *proxy.Server) { ready <- s }) }()
+	var srv *proxy.Server
+	select {
+	case srv = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("run: %v", err)
+	}
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}
 	})
-	select {
-	case srv := <-ready:
-		return srv, "http://" + st.admin.listen
-	case err := <-done:
-		t.Fatalf("run: %v", err)
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var r struct{ Message, Address string }
+		if json.Unmarshal([]byte(line), &r) == nil && r.Message == "admin listening" {
+			return srv, "http://" + r.Address
+		}
 	}
+	t.Fatalf("no admin listening record:\n%s", logs)
 	return nil, ""
 }
 
@@ -312,5 +328,119 @@ func TestGrafanaDashboardMetrics(t *testing.T) {
 	}
 	if used == 0 {
 		t.Error("the dashboard uses no ftpsgate_ metric")
+	}
+}
+
+// TestAdminHostCheck: every path of the admin listener answers only a Host
+// that is an IP address, localhost (or under .localhost) or a name of
+// [admin] hosts, whatever the port; any other gets 421, and is logged
+// once, escaped.
+func TestAdminHostCheck(t *testing.T) {
+	t.Parallel()
+	page := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "status page") })
+	var logs bytes.Buffer
+	log, _ := newLogger(&logs, "info", "json")
+	h := adminHandler(prometheus.NewRegistry(), func() error { return nil },
+		adminSettings{hosts: []string{"status.example.com"}}, page, log)
+	for _, tc := range []struct {
+		host string
+		ok   bool
+	}{
+		{"127.0.0.1:9100", true},
+		{"127.0.0.1", true},
+		{"[::1]:9100", true},
+		{"[::1]", true},
+		{"10.0.0.7:9100", true}, // by IP, as Prometheus and the kubelet ask
+		{"localhost:9100", true},
+		{"LocalHost.", true},
+		{"grafana.localhost:9100", true},
+		{"status.example.com", true},
+		{"Status.Example.COM.:8443", true},
+		{"", true}, // HTTP/1.0 without Host: no browser sends that
+		{"evil.example", false},
+		{"evil.example:9100", false},
+		{"localhost.evil.example", false},
+		{"status.example.com.evil.example", false},
+		{"example.com", false},
+		{"127.0.0.1.nip.io", false},
+		{"evil\u202e.example", false},
+	} {
+		for _, path := range []string{"/", "/metrics", "/healthz", "/readyz"} {
+			req := httptest.NewRequest("GET", "http://127.0.0.1:9100"+path, nil)
+			req.Host = tc.host
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if tc.ok && rec.Code != http.StatusOK {
+				t.Errorf("Host %q, GET %s: %d, want 200", tc.host, path, rec.Code)
+			}
+			if !tc.ok && (rec.Code != http.StatusMisdirectedRequest || !strings.Contains(rec.Body.String(), "[admin] hosts")) {
+				t.Errorf("Host %q, GET %s: %d %q, want 421", tc.host, path, rec.Code, rec.Body)
+			}
+		}
+	}
+	refused := map[string]int{}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if line == "" {
+			continue
+		}
+		var r map[string]any
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%v: %q", err, line)
+		}
+		if r["message"] != "admin request for an unknown host refused" || r["level"] != "warn" {
+			t.Errorf("unexpected record %v", r)
+		}
+		refused[r["host"].(string)]++
+	}
+	want := map[string]int{"evil.example": 1, "evil.example:9100": 1, "localhost.evil.example": 1,
+		"status.example.com.evil.example": 1, "example.com": 1, "127.0.0.1.nip.io": 1, `evil\u202e.example`: 1}
+	if !reflect.DeepEqual(refused, want) {
+		t.Errorf("hosts logged %v, want each refused host once, escaped: %v", refused, want)
+	}
+}
+
+// TestAdminHostCheckListening: the admin listener serve starts checks
+// Host with the configured names, on a real socket.
+func TestAdminHostCheckListening(t *testing.T) {
+	t.Parallel()
+	mem := ftptest.NewServer()
+	t.Cleanup(mem.Close)
+	var st settings
+	st.proxy = proxy.Config{Listen: "127.0.0.1:0", Backends: []proxy.Backend{{Address: mem.Addr(), Name: "b"}}}
+	st.admin.hosts = []string{"status.example.com"}
+	_, admin := serveAdmin(t, st)
+	for _, tc := range []struct {
+		host, path string
+		code       int
+	}{
+		{"", "/healthz", http.StatusOK}, // the listener's address
+		{"status.example.com:9100", "/", http.StatusOK},
+		{"evil.example", "/", http.StatusMisdirectedRequest},
+		{"evil.example:9100", "/metrics", http.StatusMisdirectedRequest},
+	} {
+		req, _ := http.NewRequest("GET", admin+tc.path, nil)
+		if tc.host != "" {
+			req.Host = tc.host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code {
+			t.Errorf("Host %q, GET %s: %d, want %d", tc.host, tc.path, resp.StatusCode, tc.code)
+		}
+	}
+	// HTTP/1.0 without Host, as HAProxy's option httpchk asks.
+	c, err := net.Dial("tcp", strings.TrimPrefix(admin, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /healthz HTTP/1.0\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	status, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || !strings.HasPrefix(status, "HTTP/1.0 200") {
+		t.Errorf("HTTP/1.0 without Host: %q, %v", status, err)
 	}
 }

@@ -71,6 +71,7 @@ type fileConfig struct {
 			RenewBefore     string   `toml:"renew_before"`
 			Cache           string   `toml:"cache"`
 		} `toml:"acme"`
+		CipherSuites []string `toml:"cipher_suites"`
 	} `toml:"tls"`
 	Backend []backendConfig `toml:"backend"`
 	Route   []struct {
@@ -135,10 +136,11 @@ type fileConfig struct {
 		Xferlog    string `toml:"xferlog"`
 	} `toml:"log"`
 	Admin struct {
-		Listen       string `toml:"listen"`
-		Pprof        bool   `toml:"pprof"`
-		User         string `toml:"user"`
-		PasswordFile string `toml:"password_file"`
+		Listen       string   `toml:"listen"`
+		Pprof        bool     `toml:"pprof"`
+		User         string   `toml:"user"`
+		PasswordFile string   `toml:"password_file"`
+		Hosts        []string `toml:"hosts"`
 	} `toml:"admin"`
 }
 
@@ -169,6 +171,9 @@ type settings struct {
 	// reload reads the configuration again, from the same file and flags,
 	// on SIGHUP; nil: SIGHUP reloads the certificates only.
 	reload func() (settings, error)
+	// warnings are values that work but give something up (an insecure
+	// cipher suite): check prints them and passes, serve logs them.
+	warnings []configError
 }
 
 // defaultDrain is how long SIGTERM lets transfers finish when
@@ -236,6 +241,10 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 	)
 	bad := func(msg string, key ...string) {
 		errs = append(errs, configError{src, lines.line(key...), msg})
+	}
+	// warn records a value that works but gives something up.
+	warn := func(msg string, key ...string) {
+		st.warnings = append(st.warnings, configError{src, lines.line(key...), msg})
 	}
 	pc := &st.proxy
 	pc.Listen, pc.Implicit = fc.Listen.Explicit, fc.Listen.Implicit
@@ -346,6 +355,23 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 		st.tls.MinVersion = tls.VersionTLS13
 	default:
 		bad(fmt.Sprintf("tls.min_version %q: want \"1.2\" or \"1.3\"", fc.TLS.MinVersion), "tls", "min_version")
+	}
+	if t.CipherSuites != nil && len(t.CipherSuites) == 0 {
+		bad("tls.cipher_suites is empty: leave it out for the default AEAD suites, or set min_version = \"1.3\" to refuse TLS 1.2", "tls", "cipher_suites")
+	}
+	for _, name := range t.CipherSuites {
+		id, weakness, err := tlsoffload.ParseCipherSuite(name)
+		if err != nil {
+			bad("tls.cipher_suites: "+err.Error(), "tls", "cipher_suites")
+			continue
+		}
+		if weakness != "" {
+			warn(fmt.Sprintf("tls.cipher_suites: %s gives up %s", name, weakness), "tls", "cipher_suites")
+		}
+		st.tls.CipherSuites = append(st.tls.CipherSuites, id)
+	}
+	if len(t.CipherSuites) > 0 && st.tls.MinVersion == tls.VersionTLS13 {
+		warn("tls.cipher_suites has no effect with min_version = \"1.3\": they are TLS 1.2 suites", "tls", "cipher_suites")
 	}
 	pc.PlainAllowed = fc.TLS.Require != nil && !*fc.TLS.Require
 	pc.RequireDataProtection = fc.TLS.RequireDataProtection
@@ -568,6 +594,19 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 	}
 	if fc.Admin.User != "" && fc.Admin.PasswordFile == "" {
 		bad("admin.user without password_file", "admin", "user")
+	}
+	// The status page shows who is logged in, from where, and which files
+	// they move: anyone who can reach the listener can read it.
+	if _, _, err := net.SplitHostPort(st.admin.listen); err == nil && fc.Admin.PasswordFile == "" && !loopbackListen(st.admin.listen) {
+		bad(fmt.Sprintf("admin.listen %q is reachable from other machines: set admin.password_file, or listen on 127.0.0.1", st.admin.listen), "admin", "listen")
+	}
+	for _, h := range fc.Admin.Hosts {
+		name, ok := adminHostName(h)
+		if !ok {
+			bad(fmt.Sprintf("admin.hosts %q: want a host name without port, e.g. \"status.example.com\"", h), "admin", "hosts")
+			continue
+		}
+		st.admin.hosts = append(st.admin.hosts, name)
 	}
 	if _, err := parseLevel(st.logLevel); err != nil {
 		bad(err.Error(), "log", "level")

@@ -2,18 +2,24 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/ftpsgate/ftpsgate/ftpctl/ftptest"
 	"github.com/ftpsgate/ftpsgate/proxy"
 	"github.com/ftpsgate/ftpsgate/tlsoffload"
 )
@@ -150,6 +156,9 @@ func TestExampleValues(t *testing.T) {
 	if len(pc.Routes) != 1 || pc.Routes[0].Policy != proxy.LeastConn || pc.Routes[0].Backends[0].Name != "partners-a" ||
 		pc.Routes[0].User[0] != "partner-*" {
 		t.Errorf("routes %+v", pc.Routes)
+	}
+	if !slices.Equal(st.tls.CipherSuites, tlsoffload.DefaultCipherSuites()) {
+		t.Errorf("the example's cipher_suites %v are not the default ones", st.tls.CipherSuites)
 	}
 	if st.admin.user != "admin" || st.admin.password != "admin-pw" {
 		t.Errorf("admin user %q, password %q", st.admin.user, st.admin.password)
@@ -334,5 +343,187 @@ func TestParseRate(t *testing.T) {
 		if got, err := parseRate(in); err == nil {
 			t.Errorf("parseRate(%q) = %d, want an error", in, got)
 		}
+	}
+}
+
+// TestCheckCipherSuites: [tls] cipher_suites takes Go's names of TLS 1.2
+// suites; an insecure one is a warning saying what it gives up (check
+// still passes), an unknown or TLS 1.3 name or an empty list an error,
+// each with the key's line.
+func TestCheckCipherSuites(t *testing.T) {
+	t.Parallel()
+	const backend = "\n[[backend]]\naddress = \"127.0.0.1:2100\"\n"
+	for _, tc := range []struct {
+		name   string
+		tls    string
+		ok     bool
+		ids    []uint16
+		stderr []string // each a line check prints, after the file's path
+	}{
+		{"default", `min_version = "1.2"`, true, nil, nil},
+		{"secure CBC for an old client", `cipher_suites = ["TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]`, true,
+			[]uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}, nil},
+		{"insecure suites", "cipher_suites = [\n  \"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\",\n  \"TLS_RSA_WITH_AES_128_CBC_SHA\",\n  \"TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA\",\n]", true,
+			[]uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA},
+			[]string{
+				":2: tls.cipher_suites: TLS_RSA_WITH_AES_128_CBC_SHA gives up no forward secrecy (RSA key exchange: whoever obtains the private key decrypts every recorded session); CBC instead of an AEAD cipher (padding-oracle attacks such as Lucky13) (warning)",
+				":2: tls.cipher_suites: TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA gives up 3DES, whose 64-bit blocks let a long session's plaintext be recovered (Sweet32) (warning)",
+			}},
+		{"TLS 1.2 suites under min_version 1.3", "min_version = \"1.3\"\ncipher_suites = [\"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\"]", true,
+			[]uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256},
+			[]string{":3: tls.cipher_suites has no effect with min_version = \"1.3\": they are TLS 1.2 suites (warning)"}},
+		{"unknown and TLS 1.3 names", "cipher_suites = [\"ECDHE-RSA-AES128-GCM-SHA256\", \"TLS_AES_256_GCM_SHA384\"]", false, nil,
+			[]string{
+				`:2: tls.cipher_suites: unknown cipher suite "ECDHE-RSA-AES128-GCM-SHA256": want a TLS 1.2 suite as Go names it`,
+				":2: tls.cipher_suites: TLS_AES_256_GCM_SHA384 is a TLS 1.3 suite: Go always offers all three TLS 1.3 suites and lets none be chosen",
+			}},
+		{"empty", "cipher_suites = []", false, nil, []string{":2: tls.cipher_suites is empty"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "ftpsgate.toml")
+			os.WriteFile(path, []byte("[tls]\n"+tc.tls+"\n"+backend), 0o600)
+			out, errOut, err := runCLISerial(t, "check", "--config", path)
+			if ok := err == nil && strings.Contains(out, ": ok"); ok != tc.ok {
+				t.Errorf("check: %v, want ok=%v\n%s%s", err, tc.ok, out, errOut)
+			}
+			for _, want := range tc.stderr {
+				if !strings.Contains(errOut, path+want) {
+					t.Errorf("check output lacks %q:\n%s", path+want, errOut)
+				}
+			}
+			if len(tc.stderr) == 0 && errOut != "" {
+				t.Errorf("check printed:\n%s", errOut)
+			}
+			if !tc.ok {
+				return
+			}
+			fc, lines, err := loadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := fc.build(path, lines)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(st.tls.CipherSuites, tc.ids) {
+				t.Errorf("tls.CipherSuites = %v, want %v", st.tls.CipherSuites, tc.ids)
+			}
+		})
+	}
+}
+
+// TestServeLogsConfigWarnings: serve logs each warning check prints, once,
+// as a warn record naming the file and line.
+func TestServeLogsConfigWarnings(t *testing.T) {
+	t.Parallel()
+	mem := ftptest.NewServer()
+	t.Cleanup(mem.Close)
+	path := filepath.Join(t.TempDir(), "ftpsgate.toml")
+	os.WriteFile(path, []byte(fmt.Sprintf("[listen]\nexplicit = \"127.0.0.1:0\"\n\n[tls]\ncipher_suites = [\"TLS_RSA_WITH_AES_128_GCM_SHA256\"]\n\n[[backend]]\naddress = %q\n", mem.Addr())), 0o600)
+	fc, lines, err := loadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := fc.build(path, lines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	log, err := newLogger(io.MultiWriter(logs, suiteLog), "info", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, st, log, func(*proxy.Server) { cancel() }) }()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var warnings []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var r map[string]any
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		if r["message"] == "configuration warning" {
+			warnings = append(warnings, r)
+		}
+	}
+	if len(warnings) != 1 {
+		t.Fatalf("%d configuration warnings logged, want 1:\n%s", len(warnings), logs)
+	}
+	w := warnings[0]
+	if w["level"] != "warn" || w["config"] != path || w["line"] != 5.0 ||
+		!strings.HasPrefix(w["warning"].(string), "tls.cipher_suites: TLS_RSA_WITH_AES_128_GCM_SHA256 gives up no forward secrecy") {
+		t.Errorf("warning record %v", w)
+	}
+}
+
+// TestCheckAdminListen: check (and serve, which loads the same way)
+// refuses an admin listener reachable from other machines without
+// password_file, with the line of listen; [admin] hosts takes host names
+// only.
+func TestCheckAdminListen(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		listen   string
+		password bool
+		hosts    string
+		err      string // the error after "FILE:LINE: "; "" for none
+	}{
+		{"127.0.0.1:9100", false, "", ""},
+		{"127.0.0.2:9100", false, "", ""},
+		{"[::1]:9100", false, "", ""},
+		{"localhost:9100", false, "", ""},
+		{":9100", false, "", `2: admin.listen ":9100" is reachable from other machines: set admin.password_file, or listen on 127.0.0.1`},
+		{"0.0.0.0:9100", false, "", `2: admin.listen "0.0.0.0:9100" is reachable from other machines`},
+		{"[::]:9100", false, "", `2: admin.listen "[::]:9100" is reachable from other machines`},
+		{"10.0.0.7:9100", false, "", `2: admin.listen "10.0.0.7:9100" is reachable from other machines`},
+		{"status.example.com:9100", false, "", `2: admin.listen "status.example.com:9100" is reachable from other machines`},
+		{":9100", true, "", ""},
+		{"10.0.0.7:9100", true, `["status.example.com", "Grafana.Example.com."]`, ""},
+		{"127.0.0.1:9100", false, `["status.example.com:9100"]`, `3: admin.hosts "status.example.com:9100": want a host name without port`},
+		{"127.0.0.1:9100", false, `["*.example.com"]`, `3: admin.hosts "*.example.com": want a host name without port`},
+		{"127.0.0.1:9100", false, `["https://status.example.com"]`, `3: admin.hosts "https://status.example.com"`},
+	} {
+		t.Run(tc.listen+" "+tc.hosts, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			cfg := fmt.Sprintf("[admin]\nlisten = %q\n", tc.listen)
+			if tc.hosts != "" {
+				cfg += "hosts = " + tc.hosts + "\n"
+			}
+			if tc.password {
+				os.WriteFile(filepath.Join(dir, "pw"), []byte("s3cret\n"), 0o600)
+				cfg += fmt.Sprintf("password_file = %q\n", filepath.Join(dir, "pw"))
+			}
+			path := filepath.Join(dir, "ftpsgate.toml")
+			os.WriteFile(path, []byte(cfg+"\n[[backend]]\naddress = \"127.0.0.1:2100\"\n"), 0o600)
+			out, errOut, err := runCLISerial(t, "check", "--config", path)
+			if tc.err == "" {
+				if err != nil || !strings.Contains(out, ": ok") {
+					t.Errorf("check: %v\n%s%s", err, out, errOut)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(errOut, path+":"+tc.err) {
+				t.Errorf("check: %v, want %s:%s\n%s%s", err, path, tc.err, out, errOut)
+			}
+		})
+	}
+
+	// serve refuses the same file before it opens anything.
+	path := filepath.Join(t.TempDir(), "ftpsgate.toml")
+	os.WriteFile(path, []byte("[listen]\nexplicit = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"0.0.0.0:0\"\n\n[[backend]]\naddress = \"127.0.0.1:2100\"\n"), 0o600)
+	done := make(chan error, 1)
+	go func() { _, _, err := runCLISerial(t, "serve", "--config", path); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), path+`:5: admin.listen "0.0.0.0:0" is reachable from other machines`) {
+			t.Errorf("serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve started with an admin listener open to other machines and no password")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -89,8 +90,10 @@ func TestKubernetesManifests(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600)
 	os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600)
 	os.WriteFile(filepath.Join(dir, "ticket-keys"), []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "password"), []byte("admin-pw"), 0o600) // --from-literal: no newline
 	path := filepath.Join(dir, "ftpsgate.toml")
-	os.WriteFile(path, []byte(strings.ReplaceAll(toml, "/etc/ftpsgate/tls/", dir+"/")), 0o600)
+	local := strings.NewReplacer("/etc/ftpsgate/tls/", dir+"/", "/etc/ftpsgate/admin/", dir+"/").Replace(toml)
+	os.WriteFile(path, []byte(local), 0o600)
 	if out, errOut, err := runCLISerial(t, "check", "--config", path); err != nil {
 		t.Fatalf("the ConfigMap's configuration: %v\n%s%s", err, out, errOut)
 	}
@@ -102,6 +105,18 @@ func TestKubernetesManifests(t *testing.T) {
 	st, err := fc.build(path, lines)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Every file the configuration names is in a volume the pod mounts
+	// (the admin password too: the listener is on the pod's IP).
+	mounts := map[string]bool{}
+	pod := docs["Deployment"]["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)
+	for _, m := range pod["containers"].([]any)[0].(map[string]any)["volumeMounts"].([]any) {
+		mounts[m.(map[string]any)["mountPath"].(string)] = true
+	}
+	for _, m := range regexp.MustCompile(`"(/etc/ftpsgate/[^"]+)"`).FindAllStringSubmatch(toml, -1) {
+		if !mounts[filepath.Dir(m[1])] {
+			t.Errorf("%s is in no volume the pod mounts", m[1])
+		}
 	}
 	if st.proxy.Balance.Policy != proxy.SourceHash {
 		t.Error("replicas must agree on the backend: want policy source_hash")

@@ -132,7 +132,7 @@ func serveCommand() *cli.Command {
 func checkCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "check",
-		Usage: "validate a configuration file and print every error with its line",
+		Usage: "validate a configuration file and print every error and warning with its line",
 		Flags: []cli.Flag{configFlag},
 		Action: func(c *cli.Context) error {
 			path := c.String("config")
@@ -146,7 +146,11 @@ func checkCommand() *cli.Command {
 					fmt.Fprintln(c.App.ErrWriter, e)
 				}
 				failed = true
-			} else {
+			}
+			for _, w := range st.warnings {
+				fmt.Fprintf(c.App.ErrWriter, "%s (warning)\n", w)
+			}
+			if err == nil {
 				// The certificate files, the ticket keys and the ACME
 				// section: expiry, key match, chain, cache directory.
 				_, lines, _ := loadFile(path)
@@ -218,6 +222,7 @@ func loadSettings(c *cli.Context) (settings, error) {
 // run serves until ctx is done. ready, if not nil, is called once the
 // listeners are open.
 func run(ctx context.Context, st settings, log zerolog.Logger, ready func(*proxy.Server)) error {
+	logWarnings(log, st.warnings)
 	st.tls.OnEvent = func(e tlsoffload.Event) { logTLSEvent(log, e) }
 	if st.acmeRedis != "" {
 		logging.Disable() // see openStore
@@ -310,6 +315,17 @@ func serveAndDrain(ctx context.Context, srv *proxy.Server, drain time.Duration, 
 	srv.Shutdown(dctx) // a drain cut short is logged as such, and is no failure to exit on
 	stop()
 	return <-served
+}
+
+// logWarnings logs the configuration's warnings, as check prints them.
+func logWarnings(log zerolog.Logger, warnings []configError) {
+	for _, w := range warnings {
+		ev := log.Warn().Str("config", w.File)
+		if w.Line > 0 {
+			ev = ev.Int("line", w.Line)
+		}
+		ev.Str("warning", w.Msg).Msg("configuration warning")
+	}
 }
 
 // logTLSEvent logs a certificate event: failures as errors, a generated

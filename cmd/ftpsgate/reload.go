@@ -75,6 +75,7 @@ func (r *reloader) apply() error {
 	}
 	kept = append(kept, restartOnly(r.running, st)...)
 	r.running = st
+	logWarnings(r.log, st.warnings)
 	ev := r.log.Info()
 	if len(kept) > 0 {
 		ev = r.log.Warn().Strs("restart_needed", kept)

@@ -26,7 +26,11 @@ const statusRefresh = 5 * time.Second
 // certWarn is how close to its expiry a certificate is shown as a warning.
 const certWarn = 14 * 24 * time.Hour
 
+// statusTemplate shows every text through text (escapeText): html/template
+// keeps a value from being markup, not from being a bidi override or a
+// control character that rearranges or hides what the operator reads.
 var statusTemplate = template.Must(template.New("status.html").Funcs(template.FuncMap{
+	"text":  escapeText,
 	"bytes": func(n int64) string { return formatBytes(float64(n)) },
 	"since": func(now, t time.Time) string { return roundDuration(now.Sub(t)) },
 	"dur":   roundDuration,

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/mattn/go-isatty"
@@ -296,7 +295,7 @@ func (t *tailer) render(b []byte) (string, bool) {
 		if t.filter.narrowed() || len(bytes.TrimSpace(b)) == 0 {
 			return "", false
 		}
-		return displayText(string(b)), true
+		return escapeText(string(b)), true
 	}
 	if !t.filter.match(rec) {
 		return "", false
@@ -889,26 +888,26 @@ func plural(n int, what string) string {
 }
 
 // display returns r with every key and value made safe to print on a
-// terminal (see displayText): the values come from clients (a user name,
+// terminal (see escapeText): the values come from clients (a user name,
 // a path, an SNI) and must not reach the operator's terminal as escape
 // sequences or bidi overrides. Every form and the generic key=value path
 // print from this copy, so no field can be missed.
 func (r *record) display() *record {
 	d := &record{fields: make([]recordField, len(r.fields))}
 	for i, f := range r.fields {
-		d.fields[i] = recordField{key: displayText(f.key), raw: displayJSON(f.raw)}
+		d.fields[i] = recordField{key: escapeText(f.key), raw: displayJSON(f.raw)}
 	}
 	return d
 }
 
 // displayJSON returns raw with every string in it (keys too, at any
-// depth) passed through displayText; raw itself when nothing needs it.
+// depth) passed through escapeText; raw itself when nothing needs it.
 func displayJSON(raw json.RawMessage) json.RawMessage {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any
 	if dec.Decode(&v) != nil {
-		return json.RawMessage(strconv.Quote(displayText(string(raw))))
+		return json.RawMessage(strconv.Quote(escapeText(string(raw))))
 	}
 	// Invalid UTF-8 in raw is decoded as U+FFFD, so it counts as unsafe
 	// even when every decoded string looks clean.
@@ -919,7 +918,7 @@ func displayJSON(raw json.RawMessage) json.RawMessage {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if enc.Encode(displayValue(v)) != nil {
-		return json.RawMessage(strconv.Quote(displayText(string(raw))))
+		return json.RawMessage(strconv.Quote(escapeText(string(raw))))
 	}
 	return bytes.TrimRight(buf.Bytes(), "\n")
 }
@@ -927,7 +926,7 @@ func displayJSON(raw json.RawMessage) json.RawMessage {
 func unsafeJSON(v any) bool {
 	switch v := v.(type) {
 	case string:
-		return displayText(v) != v
+		return escapeText(v) != v
 	case []any:
 		for _, e := range v {
 			if unsafeJSON(e) {
@@ -936,7 +935,7 @@ func unsafeJSON(v any) bool {
 		}
 	case map[string]any:
 		for k, e := range v {
-			if displayText(k) != k || unsafeJSON(e) {
+			if escapeText(k) != k || unsafeJSON(e) {
 				return true
 			}
 		}
@@ -947,7 +946,7 @@ func unsafeJSON(v any) bool {
 func displayValue(v any) any {
 	switch v := v.(type) {
 	case string:
-		return displayText(v)
+		return escapeText(v)
 	case []any:
 		for i, e := range v {
 			v[i] = displayValue(e)
@@ -955,44 +954,9 @@ func displayValue(v any) any {
 	case map[string]any:
 		m := make(map[string]any, len(v))
 		for k, e := range v {
-			m[displayText(k)] = displayValue(e)
+			m[escapeText(k)] = displayValue(e)
 		}
 		return m
 	}
 	return v
-}
-
-// displayText returns s with what a terminal would act on rather than
-// show written as Go escapes: control characters (ESC, BEL, CR...),
-// Unicode format characters such as the bidi overrides, line and
-// paragraph separators, and bytes that are not UTF-8. The rest, non-ASCII
-// letters included, is left as it is.
-func displayText(s string) string {
-	i := 0
-	for i < len(s) {
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if (r == utf8.RuneError && n == 1) || !unicode.IsGraphic(r) {
-			break
-		}
-		i += n
-	}
-	if i == len(s) {
-		return s
-	}
-	var b strings.Builder
-	b.WriteString(s[:i])
-	for i < len(s) {
-		r, n := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && n == 1:
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case unicode.IsGraphic(r):
-			b.WriteRune(r)
-		default:
-			q := strconv.QuoteRuneToGraphic(r)
-			b.WriteString(q[1 : len(q)-1])
-		}
-		i += n
-	}
-	return b.String()
 }
