@@ -139,7 +139,18 @@ pids+=($!)
 "$interop/vsftpd/usr/sbin/vsftpd" "$run/vsftpd-tls.conf" </dev/null >"$run/vsftpd-tls.out" 2>&1 &
 pids+=($!)
 
-"$ftpsgate" serve --listen 127.0.0.1:$ftpsgate_port --backend 127.0.0.1:$vsftpd_port \
+# The load comes from one address and stands for many clients: the
+# per-address limits, which would rightly hold it back, are lifted (and
+# so is max_sessions, for IDLE_MAX). Data connections resume, as the
+# bench client's do: the default.
+cat >"$run/ftpsgate.toml" <<'TOML'
+[limits]
+max_sessions = 0
+max_sessions_per_ip = 0
+max_logins_per_ip = 0
+max_passive_ports_per_ip = 0
+TOML
+"$ftpsgate" serve --config "$run/ftpsgate.toml" --listen 127.0.0.1:$ftpsgate_port --backend 127.0.0.1:$vsftpd_port \
 	--passive-ports 26000-26999 --cert "$run/cert.pem" --key "$run/key.pem" >"$run/ftpsgate.log" 2>&1 &
 ftpsgate_pid=$!
 pids+=($ftpsgate_pid)
@@ -369,7 +380,7 @@ say "ftpsgate: $max_n idle sessions in front of an in-memory backend"
 "$cache/membackend" -listen 127.0.0.1:$membackend_port -user "$user" -password-file "$run/password" \
 	</dev/null >"$run/membackend.out" 2>&1 &
 pids+=($!)
-"$ftpsgate" serve --listen 127.0.0.1:$ftpsgate_max_port --backend 127.0.0.1:$membackend_port \
+"$ftpsgate" serve --config "$run/ftpsgate.toml" --listen 127.0.0.1:$ftpsgate_max_port --backend 127.0.0.1:$membackend_port \
 	--passive-ports 28000-28999 --cert "$run/cert.pem" --key "$run/key.pem" >"$run/ftpsgate-max.log" 2>&1 &
 max_pid=$!
 pids+=($max_pid)

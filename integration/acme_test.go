@@ -41,7 +41,7 @@ address = %q
 	transfer := func(p *proxyProc) {
 		t.Helper()
 		c, err := ftp.Dial(p.explicit, ftp.DialWithTimeout(10*time.Second),
-			ftp.DialWithExplicitTLS(&tls.Config{ServerName: "ftp.pebble.test", RootCAs: ca.Roots}))
+			ftp.DialWithExplicitTLS(&tls.Config{ServerName: "ftp.pebble.test", RootCAs: ca.Roots, ClientSessionCache: tls.NewLRUClientSessionCache(4)}))
 		if err != nil {
 			t.Fatalf("verified FTPS connection: %v", err)
 		}
@@ -105,7 +105,7 @@ address = %q
 	verify := func(p *proxyProc) {
 		t.Helper()
 		c, err := ftp.Dial(p.explicit, ftp.DialWithTimeout(10*time.Second),
-			ftp.DialWithExplicitTLS(&tls.Config{ServerName: "fleet.pebble.test", RootCAs: ca.Roots}))
+			ftp.DialWithExplicitTLS(&tls.Config{ServerName: "fleet.pebble.test", RootCAs: ca.Roots, ClientSessionCache: tls.NewLRUClientSessionCache(4)}))
 		if err != nil {
 			t.Fatalf("verified FTPS connection: %v", err)
 		}

@@ -20,8 +20,10 @@ import (
 func startProxyWith(t testing.TB, backendAddr, toBackend string, allowCCC bool, flags ...string) *proxyProc {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "ftpsgate.toml")
-	writeFile(t, cfg, fmt.Sprintf("[tls]\nallow_ccc = %v\n\n[[backend]]\naddress = %q\ndata_to_backend = %q\n",
-		allowCCC, backendAddr, toBackend), 0o600)
+	// lftp and curl start the data connections' TLS afresh after CCC: with
+	// CCC, data connections cannot be required to resume (check says so).
+	writeFile(t, cfg, fmt.Sprintf("[tls]\nallow_ccc = %v\nrequire_session_reuse = %v\n\n[[backend]]\naddress = %q\ndata_to_backend = %q\n",
+		allowCCC, !allowCCC, backendAddr, toBackend), 0o600)
 	return startProxy(t, append([]string{"--config", cfg}, flags...)...)
 }
 

@@ -38,7 +38,7 @@ func TestBackendKilled(t *testing.T) {
 	dial := func() *ftp.ServerConn {
 		t.Helper()
 		c, err := ftp.Dial(p.explicit, ftp.DialWithTimeout(20*time.Second),
-			ftp.DialWithExplicitTLS(&tls.Config{InsecureSkipVerify: true}))
+			ftp.DialWithExplicitTLS(&tls.Config{InsecureSkipVerify: true, ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(4)}))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -121,9 +121,11 @@ func TestConfigReload(t *testing.T) {
 	write("[balance]\npolicy = \"least_conn\"\n" + backends(a.Addr()))
 	p := startProxy(t, "--config", cfg)
 
-	tc := &tls.Config{InsecureSkipVerify: true, ClientSessionCache: tls.NewLRUClientSessionCache(4)}
 	dial := func() *ftp.ServerConn {
 		t.Helper()
+		// A session cache of each session's own, as real clients have:
+		// data connections resume their control session.
+		tc := &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(4)}
 		c, err := ftp.Dial(p.explicit, ftp.DialWithTimeout(10*time.Second), ftp.DialWithExplicitTLS(tc))
 		if err != nil {
 			t.Fatal(err)

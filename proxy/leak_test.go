@@ -79,7 +79,9 @@ func TestNoLeaks(t *testing.T) {
 		// finalizers once the pool is collected: not ours to count.
 		runtime.GC()
 		g, f := runtime.NumGoroutine(), openFDs(t)
+		admitted, places, addrs := h.srv.admission.held()
 		if h.srv.ActiveSessions() == 0 && h.backend.ActiveSessions() == 0 && h.srv.ports.inUseCount() == 0 &&
+			admitted == 0 && places == [placeKinds]int{} && addrs == 0 &&
 			g <= goroutines+5 && f <= fds+5 {
 			break
 		}
@@ -89,8 +91,8 @@ func TestNoLeaks(t *testing.T) {
 			}
 			buf := make([]byte, 1<<20)
 			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("after %d sessions: %d sessions, %d backend sessions, %d passive ports, goroutines %d (were %d), fds %d (were %d)\n%s",
-				n, h.srv.ActiveSessions(), h.backend.ActiveSessions(), h.srv.ports.inUseCount(), g, goroutines, f, fds, buf)
+			t.Fatalf("after %d sessions: %d sessions, %d backend sessions, %d passive ports, admitted %d, login and port places %v of %d addresses, goroutines %d (were %d), fds %d (were %d)\n%s",
+				n, h.srv.ActiveSessions(), h.backend.ActiveSessions(), h.srv.ports.inUseCount(), admitted, places, addrs, g, goroutines, f, fds, buf)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -33,9 +33,11 @@ type Limits struct {
 	MaxLoginsPerIP int
 	// MaxPassivePortsPerIP is how many passive ports the sessions of one
 	// client address may hold at once (a port is held from PASV or EPSV
-	// until its data connection is made): past it, PASV and EPSV get 425,
+	// until its data connection is made): past it, PASV and EPSV wait for
+	// one of them to be given back, 5 seconds at most, and then get 425,
 	// so that one client cannot take every port of the range with a
-	// session per port. Zero: 16. NoLimit: none.
+	// session per port while a burst of a parallel mirror's goes through.
+	// Zero: 16. NoLimit: none.
 	MaxPassivePortsPerIP int
 	// IPv6Prefix is how many leading bits of an IPv6 client address the
 	// per-address limits count as one address: a single host is usually
@@ -120,10 +122,29 @@ type admission struct {
 // addrUsage is what the sessions of one client address hold.
 type addrUsage struct {
 	sessions int // admitted
-	logins   int // login places: sessions greeted and not logged in yet
-	ports    int // passive ports
-	// freed is closed, and replaced, when a login place is given back.
-	freed chan struct{}
+	// places held, by kind: login places (sessions greeted and not
+	// logged in yet) and passive ports.
+	held [placeKinds]int
+	// freed[k] is closed, and replaced, when a place of kind k is given
+	// back: its waiters try again.
+	freed [placeKinds]chan struct{}
+}
+
+// placeKind is a kind of place a client address has a share of.
+type placeKind uint8
+
+const (
+	loginPlace placeKind = iota // Limits.MaxLoginsPerIP
+	portPlace                   // Limits.MaxPassivePortsPerIP
+	placeKinds
+)
+
+// max is how many places of kind k an address may hold; 0: no limit.
+func (k placeKind) max(l Limits) int {
+	if k == loginPlace {
+		return l.maxLoginsPerIP()
+	}
+	return l.maxPassivePortsPerIP()
 }
 
 // usage returns a's entry for addr, made if need be. Called with mu held.
@@ -133,7 +154,10 @@ func (a *admission) usage(addr netip.Prefix) *addrUsage {
 		if a.addrs == nil {
 			a.addrs = make(map[netip.Prefix]*addrUsage)
 		}
-		u = &addrUsage{freed: make(chan struct{})}
+		u = &addrUsage{}
+		for k := range u.freed {
+			u.freed[k] = make(chan struct{})
+		}
 		a.addrs[addr] = u
 	}
 	return u
@@ -141,7 +165,7 @@ func (a *admission) usage(addr netip.Prefix) *addrUsage {
 
 // forget drops addr's entry once it holds nothing. Called with mu held.
 func (a *admission) forget(addr netip.Prefix, u *addrUsage) {
-	if u.sessions <= 0 && u.logins <= 0 && u.ports <= 0 {
+	if u.sessions <= 0 && u.held == [placeKinds]int{} {
 		delete(a.addrs, addr)
 	}
 }
@@ -165,35 +189,36 @@ func (a *admission) admit(l Limits, addr netip.Prefix) (refused string) {
 
 // leave gives back an admitted session's place, and its login place if it
 // still holds one.
-func (a *admission) leave(addr netip.Prefix, loginPlace bool) {
+func (a *admission) leave(addr netip.Prefix, holdsLogin bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.total--
 	u := a.usage(addr)
+	a.total--
 	u.sessions--
-	if loginPlace {
-		a.freeLogin(u)
+	if holdsLogin {
+		u.free(loginPlace)
 	}
 	a.forget(addr, u)
 }
 
-// awaitLogin takes a login place for a session from addr, waiting until
-// one is free, the deadline passes or ctx ends; waiting is called once if
-// it has to wait. err is ctx's error or os.ErrDeadlineExceeded.
-func (a *admission) awaitLogin(ctx context.Context, l Limits, addr netip.Prefix, deadline time.Time, waiting func()) error {
+// await takes a place of kind k for addr, waiting until one is free, the
+// deadline passes or ctx ends; waiting is called once if it has to wait.
+// The error is ctx's, or os.ErrDeadlineExceeded.
+func (a *admission) await(ctx context.Context, l Limits, addr netip.Prefix, k placeKind, deadline time.Time, waiting func()) error {
 	var timer *time.Timer
 	for {
 		a.mu.Lock()
 		u := a.usage(addr)
-		if n := l.maxLoginsPerIP(); n == 0 || u.logins < n {
-			u.logins++
+		if n := k.max(l); n == 0 || u.held[k] < n {
+			u.held[k]++
 			a.mu.Unlock()
 			if timer != nil {
 				timer.Stop()
 			}
 			return nil
 		}
-		freed := u.freed
+		freed := u.freed[k]
+		a.forget(addr, u)
 		a.mu.Unlock()
 		if timer == nil {
 			waiting()
@@ -210,56 +235,35 @@ func (a *admission) awaitLogin(ctx context.Context, l Limits, addr netip.Prefix,
 	}
 }
 
-// loggedIn gives back the login place of a session from addr that has
-// logged in.
-func (a *admission) loggedIn(addr netip.Prefix) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.freeLogin(a.usage(addr))
-}
-
-// freeLogin gives back one login place of u and wakes its waiters. Called
-// with mu held.
-func (a *admission) freeLogin(u *addrUsage) {
-	u.logins--
-	close(u.freed)
-	u.freed = make(chan struct{})
-}
-
-// takePort takes a passive port place for addr, or reports that it has
-// none left.
-func (a *admission) takePort(l Limits, addr netip.Prefix) bool {
+// give gives back a place of kind k of addr.
+func (a *admission) give(addr netip.Prefix, k placeKind) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	u := a.usage(addr)
-	if n := l.maxPassivePortsPerIP(); n > 0 && u.ports >= n {
-		a.forget(addr, u)
-		return false
-	}
-	u.ports++
-	return true
-}
-
-// givePort gives back a passive port place of addr.
-func (a *admission) givePort(addr netip.Prefix) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	u := a.usage(addr)
-	u.ports--
+	u.free(k)
 	a.forget(addr, u)
 }
 
-// held returns the login and passive port places held by all addresses,
-// and how many addresses hold anything: for tests that check they all
-// come back.
-func (a *admission) held() (sessions, logins, ports, addrs int) {
+// free gives back a place of kind k and wakes its waiters. Called with
+// admission.mu held.
+func (u *addrUsage) free(k placeKind) {
+	u.held[k]--
+	close(u.freed[k])
+	u.freed[k] = make(chan struct{})
+}
+
+// held returns the sessions admitted, the places of each kind held by all
+// addresses, and how many addresses hold anything: for tests that check
+// they all come back.
+func (a *admission) held() (sessions int, places [placeKinds]int, addrs int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, u := range a.addrs {
-		logins += u.logins
-		ports += u.ports
+		for k, n := range u.held {
+			places[k] += n
+		}
 	}
-	return a.total, logins, ports, len(a.addrs)
+	return a.total, places, len(a.addrs)
 }
 
 // rateLimiter is a token bucket in bytes shared by the data connections it

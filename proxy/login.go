@@ -84,7 +84,7 @@ func (s *session) login(cmd ftpctl.Command) error {
 // setPhase is the one place the login phase changes.
 func (s *session) setPhase(p phase) {
 	if p == phaseLoggedIn && s.loginPlace {
-		s.srv.admission.loggedIn(s.addr) // another of its address may log in
+		s.srv.admission.give(s.addr, loginPlace) // another of its address may log in
 		s.loginPlace = false
 	}
 	s.phase = p

@@ -79,8 +79,7 @@ func (s *session) passive(cmd ftpctl.Command) error {
 		switch {
 		case errors.Is(err, errPassivePortsPerIP):
 			s.log.Warn().Str("limit", limitPortsPerIP).Int(limitPortsPerIP, s.cfg.Limits.maxPassivePortsPerIP()).
-				Msg("passive port refused: the client's address holds its share")
-			s.cfg.Metrics.limitHit(limitPortsPerIP)
+				Dur("waited", portWait).Msg("passive port refused: the client's address holds its share")
 			return s.reply(ftpctl.CodeCannotOpenData, "Too many passive ports open from your address.")
 		case errors.Is(err, errNoPassivePort):
 			s.log.Warn().Err(err).Str("limit", limitPassivePorts).Stringer("passive_ports", s.cfg.PassivePorts).
@@ -124,8 +123,15 @@ func (s *session) pasvAddress() netip.Addr {
 // the client.
 const uncheckedPASV = "Use EPSV: a PASV data connection over IPv4 cannot be tied to your IPv6 address."
 
+// portWait is how long PASV or EPSV waits for a port when the client's
+// address holds its share (Limits.MaxPassivePortsPerIP): a burst of a
+// parallel mirror's sessions, each holding its port for a few
+// milliseconds, goes through; a client that holds its ports for good
+// keeps only its share.
+const portWait = 5 * time.Second
+
 // errPassivePortsPerIP is a passive port refused because the client's
-// address holds Limits.MaxPassivePortsPerIP already.
+// address held Limits.MaxPassivePortsPerIP for portWait.
 var errPassivePortsPerIP = errors.New("proxy: the client's address holds its share of passive ports")
 
 // sourceCheckable reports whether a passive data connection to ip, which
@@ -152,10 +158,15 @@ func (s *session) sourceCheckable(ip, reach netip.Addr) bool {
 // the client address's share (Limits.MaxPassivePortsPerIP) until it is
 // released.
 func (s *session) listenClient(ip, reach netip.Addr) (*listenEnd, error) {
-	if !s.srv.admission.takePort(s.cfg.Limits, s.addr) {
+	err := s.srv.admission.await(s.ctx, s.cfg.Limits, s.addr, portPlace, time.Now().Add(portWait), func() {
+		s.log.Info().Str("limit", limitPortsPerIP).Int(limitPortsPerIP, s.cfg.Limits.maxPassivePortsPerIP()).
+			Msg("passive port waits for the client address's share")
+		s.cfg.Metrics.limitHit(limitPortsPerIP)
+	})
+	if err != nil {
 		return nil, errPassivePortsPerIP
 	}
-	giveBack := func() { s.srv.admission.givePort(s.addr) }
+	giveBack := func() { s.srv.admission.give(s.addr, portPlace) }
 	from := s.dataPeer()
 	checkable := s.sourceCheckable(ip, reach)
 	if s.cfg.PassivePortSharing && checkable && s.dataTrust() == nil {

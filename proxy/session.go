@@ -260,7 +260,7 @@ func endReason(err error) string {
 // (Limits.MaxLoginsPerIP) before the session greets, waiting for one if
 // need be, at most until the login timeout.
 func (s *session) awaitLoginPlace() error {
-	err := s.srv.admission.awaitLogin(s.ctx, s.cfg.Limits, s.addr, s.loginDeadline(), func() {
+	err := s.srv.admission.await(s.ctx, s.cfg.Limits, s.addr, loginPlace, s.loginDeadline(), func() {
 		s.log.Warn().Str("limit", limitLoginsPerIP).Int(limitLoginsPerIP, s.cfg.Limits.maxLoginsPerIP()).
 			Msg("session waits for a login place")
 		s.cfg.Metrics.limitHit(limitLoginsPerIP)

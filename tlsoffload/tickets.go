@@ -156,10 +156,14 @@ func readTicketKeyFile(path string) ([][32]byte, [32]byte, error) {
 // session sessionID, for use with DataConfig when data connections must
 // resume their control session (tls.require_session_reuse). Tickets it
 // issues carry sessionID (in SessionState.Extra, encrypted with the ticket
-// keys); it resumes only tickets that carry sessionID, so a control
-// connection always starts a fresh TLS session, whose tickets are this
-// session's. Call it once per connection: it is a clone of TLSConfig with
-// the current ticket keys.
+// keys). It resumes any ticket of this instance's (or of one sharing its
+// TicketKeyFile), whichever session it was issued to: a client coming
+// back, to this instance or another of the fleet, skips the full
+// handshake. The tickets issued on that connection are bound to
+// sessionID all the same (crypto/tls sends new ones on a resumed
+// connection too, TLS 1.2 and 1.3), and those are what the client's data
+// connections present. Call it once per connection: it is a clone of
+// TLSConfig with the current ticket keys.
 func (o *Offload) ControlConfig(sessionID string) *tls.Config {
 	return boundConfig(o.config, sessionID, false)
 }
@@ -190,9 +194,9 @@ func SessionConfigs(base *tls.Config, sessionID string) (control, data *tls.Conf
 	return boundConfig(base, sessionID, false), boundConfig(base, sessionID, true)
 }
 
-// boundConfig clones base and binds its tickets to sessionID. strict: a
-// ticket of another session fails the handshake instead of falling back
-// to a full one.
+// boundConfig clones base and binds the tickets it issues to sessionID.
+// strict (a data connection): only a ticket of sessionID resumes, and one
+// of another session fails the handshake; else any ticket of ours does.
 func boundConfig(base *tls.Config, sessionID string, strict bool) *tls.Config {
 	c := base.Clone()
 	c.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
@@ -205,11 +209,8 @@ func boundConfig(base *tls.Config, sessionID string, strict bool) *tls.Config {
 			return nil, nil // not ours, or from a key no longer kept: full handshake
 		}
 		bound, ok := binding(ss.Extra)
-		if ok && bound == sessionID {
+		if ok && bound == sessionID || !strict {
 			return ss, nil
-		}
-		if !strict {
-			return nil, nil
 		}
 		if !ok {
 			return nil, fmt.Errorf("%w (a ticket bound to no session, on session %q)", ErrForeignTicket, sessionID)

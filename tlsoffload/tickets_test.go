@@ -213,7 +213,8 @@ func TestTicketRotation(t *testing.T) {
 
 // TestSessionBinding: require_session_reuse. Data connections of session A
 // resume only A's tickets; another session's ticket fails the handshake
-// with ErrForeignTicket; no ticket means a full handshake.
+// with ErrForeignTicket; no ticket means a full handshake. Control
+// connections resume any ticket, and bind the ones they issue.
 func TestSessionBinding(t *testing.T) {
 	t.Parallel()
 	versions(t, func(t *testing.T, v uint16) {
@@ -269,18 +270,23 @@ func TestSessionBinding(t *testing.T) {
 			t.Errorf("unbound ticket: %v", err)
 		}
 
-		// A control connection does not resume another session's ticket
-		// (curl reuses its last ticket for the next control connection):
-		// it starts afresh, and its data connections resume its tickets.
+		// A control connection resumes another session's ticket (curl
+		// reuses its last ticket for the next control connection), and the
+		// tickets it issues are its own session's: its data connections
+		// resume them, and the other session's data connections refuse
+		// them.
 		clientB := newClient()
 		if cs, err := handshake(t, controlA.addr, clientB); err != nil || cs.DidResume {
 			t.Fatalf("control A for a ticket: resumed %v, %v", cs.DidResume, err) // else no ticket, and B's check passes for nothing
 		}
-		if cs, err := handshake(t, controlB.addr, clientB); err != nil || cs.DidResume {
+		if cs, err := handshake(t, controlB.addr, clientB); err != nil || !cs.DidResume {
 			t.Errorf("control B with A's ticket: resumed %v, %v", cs.DidResume, err)
 		}
 		if cs, err := handshake(t, dataB.addr, clientB); err != nil || !cs.DidResume {
 			t.Errorf("data of B after control B: resumed %v, %v", cs.DidResume, err)
+		}
+		if _, err := handshake(t, dataA.addr, clientB); err == nil {
+			t.Error("data of A accepted the ticket control B issued")
 		}
 	})
 }

@@ -376,6 +376,15 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 	pc.PlainAllowed = fc.TLS.Require != nil && !*fc.TLS.Require
 	pc.RequireDataProtection = fc.TLS.RequireDataProtection
 	pc.AllowCCC = fc.TLS.AllowCCC
+	if pc.AllowUnresumedData {
+		warn("tls.require_session_reuse = false: a PROT P data connection is taken without proof that it is the client's; "+
+			"anyone on the client's address (its NAT, a shared host) who reaches the passive port first can take or spoil the transfer, "+
+			"and PASV from IPv6 clients answered with public_host is refused. Stock Python ftplib needs this; "+
+			"three lines make it resume instead (README, \"Scripts\")", "tls", "require_session_reuse")
+	} else if pc.AllowCCC {
+		warn("tls.allow_ccc with require_session_reuse: lftp and curl start their data connections' TLS afresh after CCC, "+
+			"so their PROT P transfers after CCC get 522; set require_session_reuse = false for them", "tls", "allow_ccc")
+	}
 
 	if len(fc.Backend) == 0 {
 		bad("no backend: add a [[backend]] with an address, or pass --backend HOST:PORT")
@@ -531,14 +540,19 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 	pc.MaxLine = fc.Limits.MaxLine
 	lim := &pc.Limits
 	for _, n := range []struct {
-		key string
-		v   *int
-		dst *int
+		key     string
+		v       *int
+		dst     *int
+		givesUp string // what 0 gives up, for check
 	}{
-		{"max_sessions", fc.Limits.MaxSessions, &lim.MaxSessions},
-		{"max_sessions_per_ip", fc.Limits.MaxSessionsPerIP, &lim.MaxSessionsPerIP},
-		{"max_logins_per_ip", fc.Limits.MaxLoginsPerIP, &lim.MaxLoginsPerIP},
-		{"max_passive_ports_per_ip", fc.Limits.MaxPassivePortsPerIP, &lim.MaxPassivePortsPerIP},
+		{"max_sessions", fc.Limits.MaxSessions, &lim.MaxSessions,
+			"enough connections exhaust the proxy's file descriptors and memory"},
+		{"max_sessions_per_ip", fc.Limits.MaxSessionsPerIP, &lim.MaxSessionsPerIP,
+			"one address can take every session max_sessions allows"},
+		{"max_logins_per_ip", fc.Limits.MaxLoginsPerIP, &lim.MaxLoginsPerIP,
+			"one address can hold as many sessions that never log in as max_sessions_per_ip allows, each for timeouts.login"},
+		{"max_passive_ports_per_ip", fc.Limits.MaxPassivePortsPerIP, &lim.MaxPassivePortsPerIP,
+			"one logged-in client can hold every port of passive_ports, a session per port, and others get 425"},
 	} {
 		switch {
 		case n.v == nil: // the default
@@ -546,6 +560,7 @@ func (fc *fileConfig) build(src string, lines *keyLines) (settings, error) {
 			bad(fmt.Sprintf("limits.%s %d: want 0 (no limit) or more", n.key, *n.v), "limits", n.key)
 		case *n.v == 0:
 			*n.dst = proxy.NoLimit
+			warn(fmt.Sprintf("limits.%s = 0: no limit; %s", n.key, n.givesUp), "limits", n.key)
 		default:
 			*n.dst = *n.v
 		}

@@ -527,3 +527,67 @@ func TestCheckAdminListen(t *testing.T) {
 		t.Fatal("serve started with an admin listener open to other machines and no password")
 	}
 }
+
+// TestCheckSecureDefaults: the defaults bound what a stranger and one
+// address can take and bind data connections to their session; a file
+// that weakens any of that passes check with a warning saying what it
+// gives up, on the key's line, and the limits it sets reach the proxy.
+func TestCheckSecureDefaults(t *testing.T) {
+	t.Parallel()
+	const backend = "\n[[backend]]\naddress = \"127.0.0.1:2100\"\n"
+	for _, tc := range []struct {
+		name   string
+		file   string
+		limits proxy.Limits
+		reuse  bool     // data connections must resume
+		stderr []string // each a line check prints, after the file's path
+	}{
+		{name: "defaults", file: "[tls]\nmin_version = \"1.2\"\n", reuse: true},
+		{name: "session reuse off", file: "[tls]\nrequire_session_reuse = false\n",
+			stderr: []string{":2: tls.require_session_reuse = false: a PROT P data connection is taken without proof that it is the client's"}},
+		{name: "CCC with reuse", file: "[tls]\nallow_ccc = true\n", reuse: true,
+			stderr: []string{":2: tls.allow_ccc with require_session_reuse: lftp and curl start their data connections' TLS afresh after CCC"}},
+		{name: "limits lifted", file: "[limits]\nmax_sessions = 0\nmax_sessions_per_ip = 0\nmax_logins_per_ip = 0\nmax_passive_ports_per_ip = 0\n", reuse: true,
+			limits: proxy.Limits{MaxSessions: proxy.NoLimit, MaxSessionsPerIP: proxy.NoLimit, MaxLoginsPerIP: proxy.NoLimit, MaxPassivePortsPerIP: proxy.NoLimit},
+			stderr: []string{
+				":2: limits.max_sessions = 0: no limit; enough connections exhaust",
+				":3: limits.max_sessions_per_ip = 0: no limit;",
+				":4: limits.max_logins_per_ip = 0: no limit;",
+				":5: limits.max_passive_ports_per_ip = 0: no limit;",
+			}},
+		{name: "limits set", file: "[limits]\nmax_sessions = 10\nmax_sessions_per_ip = 5\nmax_logins_per_ip = 2\nmax_passive_ports_per_ip = 3\nipv6_prefix = 56\n", reuse: true,
+			limits: proxy.Limits{MaxSessions: 10, MaxSessionsPerIP: 5, MaxLoginsPerIP: 2, MaxPassivePortsPerIP: 3, IPv6Prefix: 56}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "ftpsgate.toml")
+			os.WriteFile(path, []byte(tc.file+backend), 0o600)
+			out, errOut, err := runCLISerial(t, "check", "--config", path)
+			if err != nil || !strings.Contains(out, ": ok") {
+				t.Errorf("check: %v\n%s%s", err, out, errOut)
+			}
+			for _, want := range tc.stderr {
+				if !strings.Contains(errOut, path+want) {
+					t.Errorf("check output lacks %q:\n%s", path+want, errOut)
+				}
+			}
+			if len(tc.stderr) == 0 && errOut != "" {
+				t.Errorf("check printed:\n%s", errOut)
+			}
+			fc, lines, err := loadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := fc.build(path, lines)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.proxy.Limits != tc.limits {
+				t.Errorf("limits %+v, want %+v", st.proxy.Limits, tc.limits)
+			}
+			if st.proxy.AllowUnresumedData == tc.reuse {
+				t.Errorf("AllowUnresumedData = %v, want %v", st.proxy.AllowUnresumedData, !tc.reuse)
+			}
+		})
+	}
+}
