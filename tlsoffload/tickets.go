@@ -23,6 +23,9 @@ const (
 	// bindingPrefix starts the SessionState.Extra entry that names the FTP
 	// session a ticket was issued to.
 	bindingPrefix = "ftpsgate/session:"
+	// unproven is the binding of the tickets issued on a data connection
+	// that did not resume its session: no session's, ever.
+	unproven = "\x00unproven"
 )
 
 // ErrForeignTicket is wrapped by the handshake error of a DataConfig
@@ -200,7 +203,16 @@ func SessionConfigs(base *tls.Config, sessionID string) (control, data *tls.Conf
 func boundConfig(base *tls.Config, sessionID string, strict bool) *tls.Config {
 	c := base.Clone()
 	c.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-		ss.Extra = withBinding(ss.Extra, sessionID)
+		id := sessionID
+		if strict && !cs.DidResume {
+			// A full handshake on a data connection proves nothing: anyone
+			// who reaches the port can make one, and crypto/tls sends it a
+			// ticket before the proxy refuses it. Bound to the session,
+			// that ticket would let its holder resume the session on the
+			// next data connection and take the transfer.
+			id = unproven
+		}
+		ss.Extra = withBinding(ss.Extra, id)
 		return c.EncryptTicket(cs, ss)
 	}
 	c.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {

@@ -253,9 +253,18 @@ func TestSessionBinding(t *testing.T) {
 		}
 
 		// No ticket: a full handshake, which the proxy refuses (522) with
-		// require_session_reuse.
-		if cs, err := handshake(t, dataA.addr, newClient()); err != nil || cs.DidResume {
+		// require_session_reuse. The ticket crypto/tls sends on it anyway
+		// is no session's: presented again, it does not resume A, or
+		// anyone who reaches A's data port could become A.
+		stranger := newClient()
+		if cs, err := handshake(t, dataA.addr, stranger); err != nil || cs.DidResume {
 			t.Errorf("data of A without a ticket: resumed %v, %v", cs.DidResume, err)
+		}
+		if cs, err := handshake(t, dataA.addr, stranger); err == nil {
+			t.Errorf("data of A with the ticket of a full data handshake: resumed %v", cs.DidResume)
+		}
+		if err := dataA.lastError(t); !errors.Is(err, ErrForeignTicket) {
+			t.Errorf("the ticket of a full data handshake: %v", err)
 		}
 
 		// An unbound ticket (from TLSConfig) is foreign too.
