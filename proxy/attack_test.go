@@ -161,6 +161,35 @@ func TestAttacks(t *testing.T) {
 			robbed(t, stolen)
 			h.refusedFrom(conn)
 		}},
+		{name: "thief keeps the ticket of its refused handshake", run: func(t *testing.T, h *harness) {
+			// crypto/tls sends a ticket on every full handshake, the
+			// thief's refused one too: presented on the next connection,
+			// it must not pass for the victim's session.
+			rc := victim(h)
+			addr := port(rc.epsv())
+			keeper := freshTLS(h)
+			keeper.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+			stolen, first := thief(t, addr, "127.0.0.1", keeper)
+			rc.send("RETR f")
+			rc.expect(150)
+			h.refusedFrom(first)
+			robbed(t, stolen)
+			again, second := thief(t, addr, "127.0.0.1", keeper)
+			h.refusedFrom(second)
+			robbed(t, again)
+			raw, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			raw.SetDeadline(time.Now().Add(30 * time.Second))
+			got, _ := io.ReadAll(tls.Client(raw, rc.tls))
+			rep, err := rc.r.ReadReply()
+			if err != nil {
+				t.Fatal(err)
+			}
+			whole(t, got, rep)
+		}},
 		{name: "racer spoils the port before the victim connects", run: func(t *testing.T, h *harness) {
 			rc := victim(h)
 			addr := port(rc.epsv())

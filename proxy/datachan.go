@@ -65,6 +65,10 @@ type dataChannel struct {
 	unchecked bool
 	timeouts  Timeouts
 	log       zerolog.Logger
+	// sessionCtx and drains are the session's: drainRefused outlives the
+	// channel, not the session.
+	sessionCtx context.Context
+	drains     *sync.WaitGroup
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -76,6 +80,7 @@ type dataChannel struct {
 	downErr, upErr   error
 	resumed          bool   // data TLS resumed a session; before downDone and upDone
 	tlsVersion       uint16 // 0 when plain
+	clientAddr       string // the client end's peer, once connected; as resumed
 	downDone, upDone chan struct{}
 	done             chan struct{} // both directions finished, sockets closed
 
@@ -121,6 +126,8 @@ func (s *session) openData(client dataEnd, clientMode DataMode, backend dataEnd,
 		ctx:        ctx,
 		cancel:     cancel,
 		unchecked:  isUnchecked(client),
+		sessionCtx: s.ctx,
+		drains:     &s.wg,
 		started:    make(chan struct{}),
 		downDone:   make(chan struct{}),
 		upDone:     make(chan struct{}),
@@ -393,6 +400,7 @@ func (dc *dataChannel) connect() (client, backend net.Conn, t transferStart, err
 		return fail(errUncheckedSource)
 	}
 	dc.client.release()
+	dc.clientAddr = client.RemoteAddr().String()
 	return client, backend, t, nil
 }
 
@@ -504,7 +512,11 @@ func (dc *dataChannel) secureClient(first net.Conn) (*tls.Conn, error) {
 				return o.tc, nil
 			}
 			dc.refusedClient(o.conn, o.err)
-			o.conn.Close()
+			if errors.Is(o.err, errNoSessionReuse) && o.tc != nil {
+				dc.drainRefused(o.tc)
+			} else {
+				o.conn.Close()
+			}
 			lastErr = o.err
 		case <-graceC:
 			return nil, lastErr
@@ -530,10 +542,40 @@ func (dc *dataChannel) handshake(ctx context.Context, conn net.Conn) (*tls.Conn,
 		return nil, fmt.Errorf("proxy: data connection TLS handshake: %w", err)
 	}
 	if dc.reuse && !tc.ConnectionState().DidResume {
-		tc.Close()
-		return nil, errNoSessionReuse
+		return tc, errNoSessionReuse // the caller closes it, or drains it first
 	}
 	return tc, nil
+}
+
+// Bounds of drainRefused.
+const (
+	refusedDrainIdle  = time.Second
+	refusedDrainBytes = 16 << 20
+)
+
+// drainRefused reads and drops what the client of a data connection
+// refused for not resuming still sends, for a little while, then closes it
+// with close_notify. A client that writes before it reads (stock ftplib's
+// storbinary) then gets to read the 522 on the control connection, which
+// says what to do, rather than dying of a write error on the data
+// connection. Whoever it is, it moves no byte of a transfer.
+func (dc *dataChannel) drainRefused(tc *tls.Conn) {
+	dc.drains.Add(1)
+	go func() {
+		defer dc.drains.Done()
+		stop := context.AfterFunc(dc.sessionCtx, func() { tc.NetConn().Close() })
+		defer stop()
+		buf := make([]byte, 16<<10)
+		for n := 0; n < refusedDrainBytes; {
+			tc.SetReadDeadline(time.Now().Add(refusedDrainIdle))
+			k, err := tc.Read(buf)
+			if n += k; err != nil {
+				break
+			}
+		}
+		tc.SetWriteDeadline(time.Now().Add(refusedDrainIdle))
+		tc.Close()
+	}()
 }
 
 // refusedClient logs a client data connection that failed its TLS check.

@@ -300,6 +300,9 @@ func (s *session) endTransfer(cmd ftpctl.Command, dir direction, dc *dataChannel
 	if secs := d.Seconds(); secs > 0 {
 		ev = ev.Float64("bytes_per_sec", float64(n)/secs)
 	}
+	if dc.clientAddr != "" {
+		ev = ev.Str("data_from", dc.clientAddr) // whose data connection the transfer took
+	}
 	if dc.tlsVersion != 0 {
 		ev = ev.Bool("data_resumed", dc.resumed).Str("data_tls_version", tls.VersionName(dc.tlsVersion))
 	}
