@@ -528,4 +528,23 @@ func testStockFtplib(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(dir, "dl.bin")); err != nil || !bytes.Equal(got, want) {
 		t.Errorf("download: %d bytes of %d (%v)", len(got), len(want), err)
 	}
+	// The lines README.md shows are the ones this run proved.
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := os.ReadFile("testdata/ftpscript.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, shown, _ := strings.Cut(string(readme), "class ResumingFTP_TLS(ftplib.FTP_TLS):")
+	shown, _, _ = strings.Cut(shown, "\n\n")
+	if strings.TrimSpace(shown) == "" {
+		t.Fatal("README.md shows no ResumingFTP_TLS")
+	}
+	for _, line := range strings.Split(shown, "\n") {
+		if l := strings.TrimSpace(line); l != "" && !strings.Contains(string(script), l) {
+			t.Errorf("README.md's ResumingFTP_TLS has %q, which testdata/ftpscript.py does not", l)
+		}
+	}
 }

@@ -49,7 +49,7 @@ type SessionStatus struct {
 	Client   string // host:port
 	Listener string // "explicit" or "implicit"
 	Started  time.Time
-	Phase    string // "connected", "logging-in", "logged-in"
+	Phase    string // "connected", "named", "account", "logged-in" (login.go)
 	User     string // as given to USER; "" before
 	Backend  string // the backend's name; "" before USER
 	SNI      string
