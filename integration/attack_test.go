@@ -7,8 +7,10 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,8 +19,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/ftpsgate/ftpsgate/ftpctl"
+	"github.com/ftpsgate/ftpsgate/ftpctl/ftptest"
 )
 
 // TestAttacks is issue 15's attack table end to end: the built binary with
@@ -39,6 +43,7 @@ func TestAttacks(t *testing.T) {
 	t.Run("passive-port-hoarding", testPortHoarding)
 	t.Run("long-lines", testLongLines)
 	t.Run("stock-ftplib", testStockFtplib)
+	t.Run("hostile-names", testHostileNames)
 }
 
 // freePort returns a loopback port nothing listens on now.
@@ -547,4 +552,151 @@ func testStockFtplib(t *testing.T) {
 			t.Errorf("README.md's ResumingFTP_TLS has %q, which testdata/ftpscript.py does not", l)
 		}
 	}
+}
+
+// hostileName is a row of testdata/hostile-names.txt: a value a client
+// chooses and how every operator-facing output shows it.
+type hostileName struct{ name, in, want, tail string }
+
+func loadHostileNames(t *testing.T) []hostileName {
+	t.Helper()
+	data, err := os.ReadFile("../testdata/hostile-names.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []hostileName
+	for i, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		if len(f) != 4 {
+			t.Fatalf("testdata/hostile-names.txt:%d: %d fields, want 4", i+1, len(f))
+		}
+		var h [4]string
+		for j := range f {
+			if h[j], err = strconv.Unquote(f[j]); err != nil {
+				t.Fatalf("testdata/hostile-names.txt:%d: %v", i+1, err)
+			}
+		}
+		out = append(out, hostileName{h[0], h[1], h[2], h[3]})
+	}
+	return out
+}
+
+// testHostileNames: the table of hostile names, as user names and as
+// paths, through the binary: each user logs in, uploads a file of its own
+// name and stays; then the status page, ftpsgate tail on the log and the
+// xferlog file must each show every name as the table says, with none of
+// its raw bytes. Names with CR, LF or NUL cannot travel in a command line
+// (the proxy refuses CR and NUL, LF ends the line) and are left out here;
+// cmd/ftpsgate's TestHostileNames shows them through the same outputs.
+func testHostileNames(t *testing.T) {
+	names := loadHostileNames(t)
+	b := ftptest.NewUnstartedServer()
+	b.Users = map[string]string{}
+	var sent []hostileName
+	for _, h := range names {
+		if strings.ContainsAny(h.in, "\r\n\x00") {
+			continue
+		}
+		b.Users[h.in] = "pw"
+		b.FS.WriteFile(h.in, nil) // its directories too
+		sent = append(sent, h)
+	}
+	b.Start()
+	t.Cleanup(b.Close)
+	dir := t.TempDir()
+	xferlog := filepath.Join(dir, "xferlog")
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg := filepath.Join(dir, "ftpsgate.toml")
+	writeFile(t, cfg, fmt.Sprintf("[log]\nxferlog = %q\n\n[admin]\nlisten = %q\n\n[[backend]]\naddress = %q\n",
+		xferlog, admin, b.Addr()), 0o600)
+	p := startProxy(t, "--config", cfg)
+
+	for _, h := range sent {
+		c := dialFrom(t, "127.0.0.1", p.explicit)
+		c.expect(220)
+		c.cmd("AUTH TLS", 234)
+		tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true})
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		c.conn, c.r = tc, ftpctl.NewReader(bufio.NewReader(tc), 0)
+		c.cmd("USER "+h.in, 331)
+		c.cmd("PASS pw", 230)
+		port, err := ftpctl.ParseEPSV(c.cmd("EPSV", 229).Text())
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.send("STOR " + h.in)
+		if rep, err := c.r.ReadReply(); err != nil || rep.Code != 150 {
+			t.Fatalf("STOR %q: %d %q (%v)", h.in, rep.Code, rep.Lines, err)
+		}
+		io.WriteString(raw, "x")
+		raw.Close()
+		c.expect(226) // and the session stays, for the status page
+	}
+	waitRecords(t, p, "transfer", len(sent))
+
+	page, err := httpGet("http://" + admin + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tailed, err := run(t, time.Minute, binary, "tail", p.logPath) // not a terminal: no colour
+	if err != nil {
+		t.Fatalf("ftpsgate tail: %v\n%s", err, tailed)
+	}
+	xfer, err := os.ReadFile(xferlog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range sent {
+		t.Run(h.name, func(t *testing.T) {
+			tailWant := h.want
+			if h.tail != "" {
+				tailWant = h.tail
+			}
+			for _, o := range []struct{ name, text, want string }{
+				{"status page", html.UnescapeString(page), h.want},
+				{"ftpsgate tail", tailed, tailWant},
+				{"xferlog", string(xfer), strings.ReplaceAll(h.want, " ", "_")},
+			} {
+				if !strings.Contains(o.text, o.want) {
+					t.Errorf("%s does not show %q", o.name, o.want)
+				}
+				if h.in != h.want && strings.Contains(o.text, h.in) {
+					t.Errorf("%s shows %q raw", o.name, h.in)
+				}
+			}
+		})
+	}
+	// Nothing a client chose reached an output raw: no control, format or
+	// blank-looking character at all, whoever's it was.
+	for _, o := range []struct{ name, text string }{{"status page", page}, {"ftpsgate tail", tailed}, {"xferlog", string(xfer)}} {
+		for _, r := range o.text {
+			if r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029' || r == '\u3164') {
+				t.Errorf("%s holds %U", o.name, r)
+				break
+			}
+		}
+	}
+}
+
+// httpGet returns the body of a GET of url.
+func httpGet(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(body), err
 }

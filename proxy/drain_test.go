@@ -10,6 +10,7 @@ import (
 	"net"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -139,17 +140,28 @@ func TestShutdownDeadline(t *testing.T) {
 // second call is refused.
 func TestShutdownIdleOnly(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(cfg *Config) { cfg.Health.Disabled = true }, nil)
-	a, b := h.rawTLS(), h.raw(h.explicit())
+	h := newHarness(t, func(cfg *Config) {
+		cfg.Health.Disabled = true
+		cfg.Limits.MaxLoginsPerIP = 1
+	}, nil)
+	a := h.rawTLS()
+	b := h.raw(h.explicit())
 	b.expect(220) // not even logged in
+	c := h.raw(h.explicit())
+	waitFor(t, "c to wait for b's login place", func() bool {
+		return len(h.logs.records("session waits for a login place")) == 1
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := h.srv.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	for _, rc := range []*rawClient{a, b} {
+	for _, rc := range []*rawClient{a, b, c} {
 		rc.expect(421)
 		rc.expectClosed()
+	}
+	if r := h.logs.records("draining"); len(r) != 1 || !strings.Contains(r[0], `"idle":3`) {
+		t.Errorf("draining record: %q", r)
 	}
 	if err := h.srv.Shutdown(ctx); err == nil {
 		t.Error("a second Shutdown succeeded")

@@ -117,6 +117,9 @@ type session struct {
 	drainMu  sync.Mutex
 	draining bool // Shutdown has begun; guarded by drainMu
 	waiting  bool // blocked reading the next command; guarded by drainMu
+	// stopWaiting ends the wait for a login place; guarded by drainMu,
+	// set while the session waits.
+	stopWaiting context.CancelFunc
 }
 
 type commandResult struct {
@@ -260,12 +263,34 @@ func endReason(err error) string {
 // (Limits.MaxLoginsPerIP) before the session greets, waiting for one if
 // need be, at most until the login timeout.
 func (s *session) awaitLoginPlace() error {
-	err := s.srv.admission.await(s.ctx, s.cfg.Limits, s.addr, loginPlace, s.loginDeadline(), func() {
-		s.log.Warn().Str("limit", limitLoginsPerIP).Int(limitLoginsPerIP, s.cfg.Limits.maxLoginsPerIP()).
-			Msg("session waits for a login place")
-		s.cfg.Metrics.limitHit(limitLoginsPerIP)
-	})
+	// Shutdown ends the wait at once (drain), as it does a wait for a
+	// command.
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	s.drainMu.Lock()
+	draining := s.draining
+	s.stopWaiting = cancel
+	s.drainMu.Unlock()
+	err := errDraining
+	if !draining {
+		err = s.srv.admission.await(ctx, s.cfg.Limits, s.addr, loginPlace, s.loginDeadline(), func() {
+			s.log.Warn().Str("limit", limitLoginsPerIP).Int(limitLoginsPerIP, s.cfg.Limits.maxLoginsPerIP()).
+				Msg("session waits for a login place")
+			s.cfg.Metrics.limitHit(limitLoginsPerIP)
+		})
+	}
+	s.drainMu.Lock()
+	s.stopWaiting = nil
+	if s.draining && err != nil {
+		err = errDraining
+	}
+	s.drainMu.Unlock()
 	switch {
+	case errors.Is(err, errDraining):
+		if s.kind == explicitTLS {
+			s.reply(ftpctl.CodeNotAvailable, "Service shutting down.")
+		}
+		return errShutdown
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.log.Warn().Str("limit", limitLoginTimeout).Dur("timeout", s.cfg.Timeouts.login()).
 			Msg("login timeout: no login place came free")
@@ -434,8 +459,11 @@ func (s *session) drain() (idle bool) {
 			// is the socket's either way.
 			s.raw.SetReadDeadline(time.Now())
 		}
+		if s.stopWaiting != nil {
+			s.stopWaiting()
+		}
 	}
-	return s.waiting
+	return s.waiting || s.stopWaiting != nil
 }
 
 func (s *session) nextCommand() (ftpctl.Command, error) {

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"html"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,38 +24,42 @@ import (
 	"github.com/ftpsgate/ftpsgate/tlsoffload"
 )
 
-// fakeRecord is what a tail line looks like: text placed after padding
-// that makes the terminal wrap reads as a record of its own.
-const fakeRecord = "12:00:01 INF admin@10.0.0.1 login on backend mem"
-
 // hostileNames are values a client chooses (a user name, a path, an SNI),
 // each with how every operator-facing output shows it. tail differs only
 // where the log itself changed the value: zerolog writes each byte that is
-// not UTF-8 as U+FFFD.
-var hostileNames = []struct {
+// not UTF-8 as U+FFFD. The table is testdata/hostile-names.txt at the
+// root of the repository, which the integration tests run through the
+// binary too.
+var hostileNames = loadHostileNames()
+
+type hostileName struct {
 	name, in, want string
 	tail           string // zero: want
-}{
-	{name: "ANSI clear screen and colour", in: "\x1b[2J\x1b[31mfake", want: `\x1b[2J\x1b[31mfake`},
-	{name: "OSC window title, BEL", in: "x\x1b]0;pwned\x07", want: `x\x1b]0;pwned\a`},
-	{name: "bidi override", in: "evil\u202etxt.exe", want: `evil\u202etxt.exe`},
-	{name: "bidi isolate", in: "a\u2067b\u2069c", want: `a\u2067b\u2069c`},
-	{name: "zero-width space", in: "ad\u200bmin", want: `ad\u200bmin`},
-	{name: "NUL", in: "alice\x00root", want: `alice\x00root`},
-	{name: "CR", in: "alice\rroot", want: `alice\rroot`},
-	{name: "LF and a fake record", in: "alice\n" + fakeRecord, want: `alice\n` + fakeRecord},
-	{name: "tab", in: "a\tb", want: `a\tb`},
-	{name: "DEL and C1 controls", in: "a\x7fb\u0085c\u009bd", want: `a\x7fb\u0085c\u009bd`},
-	{name: "line and paragraph separators", in: "a\u2028b\u2029c", want: `a\u2028b\u2029c`},
-	{name: "padded with 200 spaces before a fake record", in: "alice" + strings.Repeat(" ", 200) + fakeRecord,
-		want: "alice" + strings.Repeat(`\x20`, 200) + fakeRecord},
-	{name: "leading and trailing space", in: " alice ", want: `\x20alice\x20`},
-	{name: "no-break and ideographic spaces", in: "a\u00a0b\u3000c", want: `a\u00a0b\u3000c`},
-	{name: "blank-looking letters", in: "a\u3164\u3164\u2800\u2800b", want: `a\u3164\u3164\u2800\u2800b`},
-	{name: "invalid UTF-8", in: "caf\xe9\xff", want: `caf\xe9\xff`, tail: "caf\ufffd\ufffd"},
-	{name: "backslash that looks like an escape", in: `C:\x1b\u202e`, want: `C:\\x1b\\u202e`},
-	{name: "ordinary name", in: "Jane Doe", want: "Jane Doe"},
-	{name: "ordinary path", in: "/pub/Grüße/file name.bin", want: "/pub/Grüße/file name.bin"},
+}
+
+func loadHostileNames() []hostileName {
+	data, err := os.ReadFile("../../testdata/hostile-names.txt")
+	if err != nil {
+		panic(err)
+	}
+	var out []hostileName
+	for i, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		if len(f) != 4 {
+			panic(fmt.Sprintf("testdata/hostile-names.txt:%d: %d fields, want 4", i+1, len(f)))
+		}
+		var h [4]string
+		for j := range f {
+			if h[j], err = strconv.Unquote(f[j]); err != nil {
+				panic(fmt.Sprintf("testdata/hostile-names.txt:%d: field %d: %v", i+1, j+1, err))
+			}
+		}
+		out = append(out, hostileName{name: h[0], in: h[1], want: h[2], tail: h[3]})
+	}
+	return out
 }
 
 // TestHostileNames: each hostile name reaches every operator-facing
