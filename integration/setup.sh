@@ -3,7 +3,9 @@
 # as root, and does nothing when it is all there already:
 #
 #   - the clients, with apt-get: curl, lftp, python3 (ftplib is stdlib),
-#     and chromium, which loads the admin status page headless;
+#     netkit's ftp-ssl (OpenSSL, ends data connections without
+#     close_notify), and chromium, which loads the admin status page
+#     headless;
 #   - the FTP servers vsftpd, pure-ftpd and proftpd-core, fetched with
 #     `apt-get download` and unpacked with `dpkg -x` into .cache/interop/NAME
 #     at the repository root. Debian's FTP server packages conflict with each
@@ -28,7 +30,7 @@ cache="${FTPSGATE_INTEROP_DIR:-$repo/.cache/interop}"
 # the PROXY protocol test starts in front of the proxy with its own
 # configuration.
 packages=(
-	curl lftp python3 passwd redis-server chromium haproxy
+	curl lftp python3 passwd redis-server chromium haproxy ftp-ssl
 	libpam0g libpam-modules libpam-runtime
 	libcap2 libssl3 libwrap0 libsodium23 libcrypt1 libacl1
 	libhiredis0.14 libidn2-0 libmemcached11 libmemcachedutil2
@@ -116,7 +118,7 @@ for pkg in "${!servers[@]}"; do
 		status=1
 	fi
 done
-for tool in curl lftp python3 chromium haproxy; do
+for tool in curl lftp python3 chromium haproxy ftp-ssl; do
 	command -v "$tool" >/dev/null || { say "$tool is not on PATH" >&2; status=1; }
 done
 if [ $status -eq 0 ]; then

@@ -179,11 +179,12 @@ func orDefault(d, def time.Duration) time.Duration {
 }
 
 // sessionTLS returns the control and data TLS configurations of session
-// id: bound to it unless AllowUnresumedData.
-func (c *Config) sessionTLS(id string) (control, data *tls.Config) {
+// id: bound to it unless AllowUnresumedData, when they are TLSConfig and
+// openData (tlsoffload.OpenDataConfig of it, made once per generation).
+func (c *Config) sessionTLS(id string, openData *tls.Config) (control, data *tls.Config) {
 	switch {
 	case c.AllowUnresumedData:
-		return c.TLSConfig, c.TLSConfig
+		return c.TLSConfig, openData
 	case c.SessionTLS != nil:
 		return c.SessionTLS(id)
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ftpsgate/ftpsgate/persist"
+	"github.com/ftpsgate/ftpsgate/tlsoffload"
 )
 
 // listenerKind says how a listener's clients start: in plaintext, expected
@@ -84,10 +86,13 @@ func New(cfg Config) (*Server, error) {
 // pools built from it. A session keeps the generation it began with to its
 // end, so a reload never changes the rules under a session in flight.
 type generation struct {
-	cfg    Config
-	pool   *pool              // the default pool
-	routes []route            // matched in order before the default pool
-	stop   context.CancelFunc // ends its health checks; nil until started
+	cfg Config
+	// openData is the data connections' TLS configuration with
+	// AllowUnresumedData (tlsoffload.OpenDataConfig); nil without.
+	openData *tls.Config
+	pool     *pool              // the default pool
+	routes   []route            // matched in order before the default pool
+	stop     context.CancelFunc // ends its health checks; nil until started
 }
 
 // newGeneration builds the pools of cfg; backends that prev had in a pool
@@ -105,6 +110,9 @@ func newGeneration(cfg Config, prev *generation) *generation {
 		return nil
 	}
 	g := &generation{cfg: cfg, pool: newPool("default", cfg.Balance.Policy, cfg.Backends, prevPool("default"))}
+	if cfg.AllowUnresumedData && cfg.TLSConfig != nil {
+		g.openData = tlsoffload.OpenDataConfig(cfg.TLSConfig)
+	}
 	for i, r := range cfg.Routes {
 		name := r.Name
 		if name == "" {

@@ -147,7 +147,7 @@ func newSession(srv *Server, conn net.Conn, kind listenerKind) *session {
 	s.clientAddr = netip.AddrPortFrom(s.clientIP, portOf(conn.RemoteAddr()))
 	s.localAddr = netip.AddrPortFrom(s.localIP, portOf(conn.LocalAddr()))
 	s.peer = s.clientAddr
-	s.controlTLS, s.dataTLS = gen.cfg.sessionTLS(s.id)
+	s.controlTLS, s.dataTLS = gen.cfg.sessionTLS(s.id, gen.openData)
 	s.log = s.baseLogger()
 	s.setReader(conn)
 	return s

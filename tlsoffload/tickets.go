@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -168,11 +169,11 @@ func readTicketKeyFile(path string) ([][32]byte, [32]byte, error) {
 // connections present. Call it once per connection: it is a clone of
 // TLSConfig with the current ticket keys.
 func (o *Offload) ControlConfig(sessionID string) *tls.Config {
-	return boundConfig(o.config, sessionID, false)
+	return boundConfig(o.config, sessionID)
 }
 
-// DataConfig returns the configuration for one data connection of FTP
-// session sessionID. After the handshake:
+// DataConfig returns the configuration for the data connections of FTP
+// session sessionID. After each handshake:
 //
 //   - ConnectionState().DidResume is true: the client resumed a TLS session
 //     of sessionID (its control connection's, or a previous data
@@ -184,52 +185,123 @@ func (o *Offload) ControlConfig(sessionID string) *tls.Config {
 //   - the handshake failed with an error wrapping ErrForeignTicket: the
 //     client presented a ticket issued to another session.
 //
-// Call it once per connection: it is a clone of TLSConfig with the current
-// ticket keys.
+// No session ticket is sent on a data connection (see dataConfig). Call it
+// once per session, or per connection: it is a clone of TLSConfig with the
+// current ticket keys, and each handshake makes a configuration of its own.
 func (o *Offload) DataConfig(sessionID string) *tls.Config {
-	return boundConfig(o.config, sessionID, true)
+	return dataConfig(o.config, sessionID, true)
 }
 
 // SessionConfigs is ControlConfig and DataConfig for a base configuration
 // other than an Offload's: any whose session tickets are on (the
 // default), shared by every session. Each call clones base.
 func SessionConfigs(base *tls.Config, sessionID string) (control, data *tls.Config) {
-	return boundConfig(base, sessionID, false), boundConfig(base, sessionID, true)
+	return boundConfig(base, sessionID), dataConfig(base, sessionID, true)
 }
 
-// boundConfig clones base and binds the tickets it issues to sessionID.
-// strict (a data connection): only a ticket of sessionID resumes, and one
-// of another session fails the handshake; else any ticket of ours does.
-func boundConfig(base *tls.Config, sessionID string, strict bool) *tls.Config {
+// OpenDataConfig is DataConfig for data connections that need not resume
+// their own session (tls.require_session_reuse off): a ticket of any
+// session of ours resumes, none is required, and none is sent.
+func OpenDataConfig(base *tls.Config) *tls.Config {
+	return dataConfig(base, "", false)
+}
+
+// boundConfig clones base for a control connection of sessionID: it
+// resumes any ticket of ours and binds the tickets it issues to
+// sessionID.
+func boundConfig(base *tls.Config, sessionID string) *tls.Config {
 	c := base.Clone()
 	c.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-		id := sessionID
-		if strict && !cs.DidResume {
-			// A full handshake on a data connection proves nothing: anyone
-			// who reaches the port can make one, and crypto/tls sends it a
-			// ticket before the proxy refuses it. Bound to the session,
-			// that ticket would let its holder resume the session on the
-			// next data connection and take the transfer.
-			id = unproven
-		}
-		ss.Extra = withBinding(ss.Extra, id)
+		ss.Extra = withBinding(ss.Extra, sessionID)
 		return c.EncryptTicket(cs, ss)
 	}
 	c.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
 		ss, err := c.DecryptTicket(identity, cs)
-		if err != nil || ss == nil {
+		if err != nil {
 			return nil, nil // not ours, or from a key no longer kept: full handshake
 		}
-		bound, ok := binding(ss.Extra)
-		if ok && bound == sessionID || !strict {
-			return ss, nil
-		}
-		if !ok {
-			return nil, fmt.Errorf("%w (a ticket bound to no session, on session %q)", ErrForeignTicket, sessionID)
-		}
-		return nil, fmt.Errorf("%w (session %q's ticket, on session %q)", ErrForeignTicket, bound, sessionID)
+		return ss, nil
 	}
 	return c
+}
+
+// dataConfig clones base for the data connections of sessionID, or of any
+// session (bound false). Each handshake gets a configuration of its own
+// from GetConfigForClient, which resumes only a ticket of sessionID (bound)
+// and sends no session ticket at all.
+//
+// A ticket sent on a data connection is never needed (the client resumes
+// with its control connection's) and often never read: a client that
+// uploads and closes without reading (OpenSSL's netkit ftp-ssl, scripts)
+// leaves it in its socket's receive queue, and a socket closed with unread
+// data sends a TCP reset, not a FIN, which the proxy must take for a
+// client that vanished mid-upload. crypto/tls has no setting that accepts
+// a ticket but sends none (OpenSSL's SSL_set_num_tickets(ssl, 0), which
+// ProFTPD's mod_tls uses on data connections): tickets are turned off for
+// a handshake whose ClientHello offers none to resume, and, in a
+// configuration only that handshake uses, once its ticket has been looked
+// at (UnwrapSession), before crypto/tls would send new ones.
+func dataConfig(base *tls.Config, sessionID string, bound bool) *tls.Config {
+	c := base.Clone()
+	c.GetConfigForClient = func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
+		cc := base.Clone()
+		if !resumable(chi, base) {
+			cc.SessionTicketsDisabled = true
+			return cc, nil
+		}
+		cc.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+			// Reached only for TLS 1.2, whose tickets come inside the
+			// handshake, where the client reads them.
+			id := sessionID
+			if !cs.DidResume {
+				// A full handshake on a data connection proves nothing:
+				// anyone who reaches the port can make one. Bound to the
+				// session, its ticket would let its holder resume the
+				// session on the next data connection and take the
+				// transfer.
+				id = unproven
+			}
+			ss.Extra = withBinding(ss.Extra, id)
+			return cc.EncryptTicket(cs, ss)
+		}
+		cc.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+			ss, err := cc.DecryptTicket(identity, cs) // it does nothing once tickets are off
+			if cs.Version == tls.VersionTLS13 {
+				// Read by crypto/tls after this, on this handshake only.
+				// TLS 1.2 sends its ticket inside the handshake, and needs
+				// it on to encrypt one.
+				cc.SessionTicketsDisabled = true
+			}
+			if err != nil || ss == nil {
+				return nil, nil // not ours, or from a key no longer kept: full handshake
+			}
+			id, ok := binding(ss.Extra)
+			switch {
+			case !bound || ok && id == sessionID:
+				return ss, nil
+			case !ok:
+				return nil, fmt.Errorf("%w (a ticket bound to no session, on session %q)", ErrForeignTicket, sessionID)
+			}
+			return nil, fmt.Errorf("%w (session %q's ticket, on session %q)", ErrForeignTicket, id, sessionID)
+		}
+		return cc, nil
+	}
+	return c
+}
+
+// resumable reports whether a handshake starting with this ClientHello
+// may resume a session, so that tickets must stay on for it: under TLS
+// 1.3, which it will be when both sides have it, only if it offers a
+// pre_shared_key; under TLS 1.2 if it has the session_ticket extension
+// (empty or not: the tickets of TLS 1.2 come inside the handshake, where
+// the client reads them).
+func resumable(chi *tls.ClientHelloInfo, base *tls.Config) bool {
+	const sessionTicket, preSharedKey = 35, 41 // RFC 5077, RFC 8446
+	want := uint16(sessionTicket)
+	if slices.Contains(chi.SupportedVersions, tls.VersionTLS13) && (base.MaxVersion == 0 || base.MaxVersion >= tls.VersionTLS13) {
+		want = preSharedKey
+	}
+	return slices.Contains(chi.Extensions, want)
 }
 
 // withBinding replaces any binding in extra with sessionID's.

@@ -43,6 +43,12 @@ def main():
     p.add_argument("--epsv", action="store_true", help="EPSV, also on IPv4")
     p.add_argument("--pasv", action="store_true", help="PASV, also on IPv6 (as old clients do)")
     p.add_argument("--stock", action="store_true", help="ftplib.FTP_TLS as it comes")
+    p.add_argument(
+        "--no-close-notify",
+        action="store_true",
+        help="end each data connection by closing its socket, as OpenSSL clients such as "
+        "netkit ftp-ssl do: no close_notify, and nothing read on an upload",
+    )
     a = p.parse_args()
 
     ctx = ssl.create_default_context()
@@ -63,10 +69,30 @@ def main():
             # And PASV on IPv6: the data connection goes to the IPv4
             # address the 227 names.
             ftp.makepasv = lambda: ftplib.parse227(ftp.sendcmd("PASV"))
-        with open(a.up, "rb") as f:
-            print(ftp.storbinary("STOR " + a.name, f), flush=True)
-        with open(a.dl, "wb") as f:
-            print(ftp.retrbinary("RETR " + a.name, f.write), flush=True)
+        if a.no_close_notify:
+            ftp.voidcmd("TYPE I")
+            with open(a.up, "rb") as f:
+                conn = ftp.transfercmd("STOR " + a.name)
+                conn.sendall(f.read())
+                conn.close()  # no unwrap(): no close_notify, nothing read
+            print(ftp.voidresp(), flush=True)
+            with open(a.dl, "wb") as f:
+                conn = ftp.transfercmd("RETR " + a.name)
+                while True:
+                    try:
+                        data = conn.recv(65536)
+                    except ssl.SSLZeroReturnError:
+                        break
+                    if not data:
+                        break
+                    f.write(data)
+                conn.close()
+            print(ftp.voidresp(), flush=True)
+        else:
+            with open(a.up, "rb") as f:
+                print(ftp.storbinary("STOR " + a.name, f), flush=True)
+            with open(a.dl, "wb") as f:
+                print(ftp.retrbinary("RETR " + a.name, f.write), flush=True)
         print(ftp.quit(), flush=True)
     except Exception as e:
         print("FAIL: %s: %s" % (type(e).__name__, e), flush=True)
