@@ -59,11 +59,11 @@ func (s *Server) watch(ctx context.Context, h Health, p *pool, m *member) {
 	t := time.NewTicker(h.interval())
 	defer t.Stop()
 	for {
-		feats, err := checkBackend(ctx, m.Backend, h)
+		feats, from, err := checkBackend(ctx, m.Backend, h)
 		if ctx.Err() != nil {
 			return
 		}
-		s.recordCheck(h, p, m, feats, err)
+		s.recordCheck(h, p, m, feats, from, err)
 		select {
 		case <-ctx.Done():
 			return
@@ -73,12 +73,13 @@ func (s *Server) watch(ctx context.Context, h Health, p *pool, m *member) {
 }
 
 // recordCheck applies one check's result to m and logs a change of state.
-func (s *Server) recordCheck(h Health, p *pool, m *member, feats []string, err error) {
+// feats are the features the check learnt, nil when it learnt none (they
+// stay as they were).
+func (s *Server) recordCheck(h Health, p *pool, m *member, feats []string, from string, err error) {
 	m.mu.Lock()
 	m.lastCheck, m.checkErr = time.Now(), err
 	if err == nil {
 		m.fails, m.rises = 0, m.rises+1
-		m.features = feats
 		m.ejectedUntil, m.backoff = time.Time{}, 0
 	} else {
 		m.fails, m.rises = m.fails+1, 0
@@ -88,6 +89,9 @@ func (s *Server) recordCheck(h Health, p *pool, m *member, feats []string, err e
 	s.cfg.Metrics.check(p, m, err)
 
 	log := s.logger().With().Str("pool", p.name).Str("backend", m.name()).Logger()
+	if err == nil && feats != nil && m.learnFeatures(feats, from) {
+		log.Info().Str("source", from).Strs("features", feats).Msg("backend features")
+	}
 	switch {
 	case err == nil && m.down.Load() && rises >= h.rise():
 		m.down.Store(false)
@@ -119,15 +123,42 @@ func (m *member) reached() {
 	m.mu.Unlock()
 }
 
+// Who learnt a backend's features (the source field of the "backend
+// features" record).
+const (
+	featuresFromCheck = "health check"       // FEAT before login
+	featuresFromProbe = "health probe login" // FEAT after the probe user's login
+	featuresFromLogin = "a session's login"  // FEAT after a session's login
+)
+
+// featuresOf reads a reply to FEAT: the features of a 211; none for 500
+// or 502, a server without FEAT (RFC 2389 section 3.2 says it has no
+// extensions then); unknown (ok false) for anything else, such as GNU
+// inetutils ftpd's "530 Please login with USER and PASS." before login,
+// which says nothing about what it offers once logged in.
+func featuresOf(rep ftpctl.Reply) (feats []string, ok bool) {
+	switch {
+	case rep.Code == ftpctl.CodeSystemStatus:
+		if feats = ftpctl.ParseFeat(rep); feats == nil {
+			feats = []string{} // "211 No features."
+		}
+		return feats, true
+	case rep.Code == ftpctl.CodeSyntaxError || rep.Code == ftpctl.CodeNotImplemented:
+		return []string{}, true
+	}
+	return nil, false
+}
+
 // checkBackend connects to b, reads its 220, asks FEAT, optionally logs in
 // and lists over a data connection, and says QUIT. It returns the
-// backend's features (empty, not nil, when it has none).
-func checkBackend(ctx context.Context, b Backend, h Health) ([]string, error) {
+// backend's features (empty, not nil, when it has none; nil when it would
+// not say before login and no probe login could ask), and who learnt them.
+func checkBackend(ctx context.Context, b Backend, h Health) (feats []string, from string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, h.timeout())
 	defer cancel()
 	bc, err := dialBackend(ctx, b, h.timeout(), 0, nil)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer bc.conn.Close()
 	stop := context.AfterFunc(ctx, func() { bc.conn.Close() })
@@ -135,19 +166,24 @@ func checkBackend(ctx context.Context, b Backend, h Health) ([]string, error) {
 
 	rep, err := bc.roundTrip(ftpctl.Command{Verb: "FEAT"}, h.timeout())
 	if err != nil {
-		return nil, fmt.Errorf("FEAT: %w", err)
+		return nil, "", fmt.Errorf("FEAT: %w", err)
 	}
-	feats := ftpctl.ParseFeat(rep)
-	if feats == nil {
-		feats = []string{}
-	}
+	feats, known := featuresOf(rep)
+	from = featuresFromCheck
 	if h.ProbeUser != "" {
 		if err := probeLogin(bc, h); err != nil {
-			return nil, err
+			return nil, "", err
+		}
+		if !known {
+			// Logged in, it may say now.
+			if rep, err := bc.roundTrip(ftpctl.Command{Verb: "FEAT"}, h.timeout()); err == nil {
+				feats, _ = featuresOf(rep)
+				from = featuresFromProbe
+			}
 		}
 	}
 	bc.roundTrip(ftpctl.Command{Verb: "QUIT"}, h.timeout())
-	return feats, nil
+	return feats, from, nil
 }
 
 // probeLogin is the deep check: a real login and a LIST over a data

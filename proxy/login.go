@@ -181,7 +181,10 @@ func (s *session) loginVerdict(rep ftpctl.Reply) error {
 	switch rep.Code {
 	case ftpctl.CodeLoggedIn:
 		s.loggedIn()
-		return s.send(rep)
+		if err := s.send(rep); err != nil {
+			return err
+		}
+		return s.learnFeatures()
 	case ftpctl.CodeNeedAccount:
 		s.setPhase(phaseAccount)
 		return s.send(rep)
@@ -218,6 +221,25 @@ func (s *session) loggedIn() {
 	if key := s.affinityKey(s.pool); key != "" {
 		s.pin(key, s.member)
 	}
+}
+
+// learnFeatures asks the backend the session has just logged in to for
+// its features, while nobody knows them: a backend that refuses FEAT
+// before login (GNU inetutils ftpd: 530) tells them now, and the proxy's
+// own FEAT has them before login from the next session on (lftp asks only
+// then). Once known, no session asks again.
+func (s *session) learnFeatures() error {
+	if s.member.knowsFeatures() {
+		return nil
+	}
+	rep, err := s.backend.roundTrip(ftpctl.Command{Verb: "FEAT"}, s.cfg.Timeouts.idle())
+	if err != nil {
+		return s.backendLost(err)
+	}
+	if feats, ok := featuresOf(rep); ok && s.member.learnFeatures(feats, featuresFromLogin) {
+		s.log.Info().Str("source", featuresFromLogin).Strs("features", feats).Msg("backend features")
+	}
+	return nil
 }
 
 // userAfterLogin refuses a change of user: the session stays who the

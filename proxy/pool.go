@@ -74,7 +74,11 @@ type backendState struct {
 	fails, rises int       // consecutive health check results; guarded by mu
 	ejectedUntil time.Time // passive ejection after failed sessions; guarded by mu
 	backoff      time.Duration
-	features     []string  // from the last health check's FEAT; guarded by mu
+	// features are the backend's FEAT lines, nil while unknown;
+	// featuresFrom says who learnt them last (featureSource). Guarded by
+	// mu.
+	features     []string
+	featuresFrom string
 	lastCheck    time.Time // the last health check's end; guarded by mu
 	checkErr     error     // its error; guarded by mu
 }
@@ -240,6 +244,24 @@ func (p *pool) commonFeatures() (feats []string, ok bool) {
 		})
 	}
 	return feats, true
+}
+
+// learnFeatures records the features someone (from: a featureSource)
+// learnt of m, and reports whether they are news: the first, or other than
+// the last.
+func (m *member) learnFeatures(feats []string, from string) (news bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	news = m.features == nil || !slices.Equal(m.features, feats)
+	m.features, m.featuresFrom = feats, from
+	return news
+}
+
+// knowsFeatures reports whether m's features are known.
+func (m *member) knowsFeatures() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.features != nil
 }
 
 // supports reports whether m announced feature name (e.g. "HOST"); unknown

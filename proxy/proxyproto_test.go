@@ -412,7 +412,7 @@ func TestProxyProtocolV2HealthCheck(t *testing.T) {
 	b.RequireProxyV2 = true
 	b.Start()
 	t.Cleanup(b.Close)
-	if _, err := checkBackend(context.Background(), Backend{Address: b.Addr(), ProxyProtocol: ProxyV2}, Health{}); err != nil {
+	if _, _, err := checkBackend(context.Background(), Backend{Address: b.Addr(), ProxyProtocol: ProxyV2}, Health{}); err != nil {
 		t.Fatal(err)
 	}
 	hs := b.ProxyHeaders()
@@ -420,7 +420,7 @@ func TestProxyProtocolV2HealthCheck(t *testing.T) {
 		t.Fatalf("headers = %+v, want one LOCAL", hs)
 	}
 	// And a backend that requires a header refuses a check without one.
-	if _, err := checkBackend(context.Background(), Backend{Address: b.Addr()}, Health{Timeout: 2 * time.Second}); err == nil {
+	if _, _, err := checkBackend(context.Background(), Backend{Address: b.Addr()}, Health{Timeout: 2 * time.Second}); err == nil {
 		t.Error("check without a header passed against a backend that requires one")
 	}
 }
