@@ -293,6 +293,15 @@ func (dc *dataChannel) run() {
 		copyDir(reverse, 0)
 	}()
 	copyDir(t.dir, idle)
+	if t.dir == download && delivered.Load() {
+		// Nothing more can come from the backend, and nothing is to go to
+		// it: say so now rather than when the client closes. ProFTPD
+		// waits for the other end of its data connection to close, up to
+		// its linger timeout (10 s), before its 226, and a client that
+		// keeps its data connection open until it has read that 226 would
+		// wait the whole time for every file (issue 16).
+		closeWrite(backend)
+	}
 	reverseSrc.SetReadDeadline(time.Now().Add(idle))
 	wg.Wait()
 	dc.cancel()
