@@ -62,6 +62,10 @@ type serverKind struct {
 	launcher string
 	// syslog: the server logs only to syslog (syslogSink shows it).
 	syslog bool
+	// abortOncePerSession: ABOR during a transfer is safe only once per
+	// session (inetutils: README, Backends), so abort tests start a
+	// session for each.
+	abortOncePerSession bool
 }
 
 var (
@@ -73,7 +77,7 @@ var (
 		port: 24021, pasvLow: 24100, pasvHigh: 24999, configure: configureProFTPD}
 	// inetutils has no passive range: its PASV ports are ephemeral.
 	inetutils = &serverKind{name: "inetutils", pkg: "inetutils-ftpd", binary: "usr/sbin/ftpd",
-		port: 26021, configure: configureInetutils, launcher: "socat", syslog: true}
+		port: 26021, configure: configureInetutils, launcher: "socat", syslog: true, abortOncePerSession: true}
 )
 
 // serverKinds are the backends of the matrix, in the order they run.
