@@ -569,8 +569,8 @@ ExtendedLog %s ALL protocol
 
 // configureInetutils: GNU inetutils ftpd as inetd runs it, a new process
 // for every connection with the socket as its standard input and output
-// (it has no listen port of its own: -D binds port 21). socat's fork and
-// nofork do what inetd's "nowait" does: the process gets the socket
+// (its own -D detaches and binds port 21 of every address). socat's fork
+// and nofork do what inetd's "nowait" does: the process gets the socket
 // itself, so getpeername, F_SETOWN and the Telnet Synch's urgent data
 // (SIGURG) reach ftpd as they would under inetd; without nofork socat
 // would relay through a socketpair and lose all three. socat is one process
