@@ -54,21 +54,34 @@ type serverKind struct {
 	pasvLow  int    // passive port range
 	pasvHigh int
 	// configure writes the server's configuration for b into b.dir and
-	// returns its command line (arguments after the binary).
+	// returns its command line (arguments after the binary, or after
+	// launcher).
 	configure func(t testing.TB, b *backend) []string
+	// launcher, if set, is the program (on PATH) started instead of the
+	// binary: socat, for a server that inetd would start per connection.
+	launcher string
+	// syslog: the server logs only to syslog (syslogSink shows it).
+	syslog bool
+	// abortOncePerSession: ABOR during a transfer is safe only once per
+	// session (inetutils: README, Backends), so abort tests start a
+	// session for each.
+	abortOncePerSession bool
 }
 
 var (
 	vsftpd = &serverKind{name: "vsftpd", pkg: "vsftpd", binary: "usr/sbin/vsftpd",
 		port: 21021, pasvLow: 21100, pasvHigh: 21999, configure: configureVsftpd}
 	pureFTPd = &serverKind{name: "pure-ftpd", pkg: "pure-ftpd", binary: "usr/sbin/pure-ftpd",
-		port: 22021, pasvLow: 22100, pasvHigh: 23999, configure: configurePureFTPd}
+		port: 22021, pasvLow: 22100, pasvHigh: 23999, configure: configurePureFTPd, syslog: true}
 	proFTPD = &serverKind{name: "proftpd", pkg: "proftpd-core", binary: "usr/sbin/proftpd",
 		port: 24021, pasvLow: 24100, pasvHigh: 24999, configure: configureProFTPD}
+	// inetutils has no passive range: its PASV ports are ephemeral.
+	inetutils = &serverKind{name: "inetutils", pkg: "inetutils-ftpd", binary: "usr/sbin/ftpd",
+		port: 26021, configure: configureInetutils, launcher: "socat", syslog: true, abortOncePerSession: true}
 )
 
 // serverKinds are the backends of the matrix, in the order they run.
-var serverKinds = []*serverKind{vsftpd, pureFTPd, proFTPD}
+var serverKinds = []*serverKind{vsftpd, pureFTPd, proFTPD, inetutils}
 
 // backend is one running FTP server.
 type backend struct {
@@ -83,6 +96,10 @@ type backend struct {
 	cmd      *exec.Cmd
 	done     chan error
 	sysMark  int // where pure-ftpd's messages start in syslogSink
+
+	// featBeforeLogin: it answers FEAT before login, where the proxy's
+	// health checks ask (inetutils wants a login first).
+	featBeforeLogin bool
 }
 
 // hasFeature reports whether the backend advertises name in FEAT (MLST for
@@ -122,6 +139,13 @@ func startBackend(t testing.TB, k *serverKind) *backend {
 	if os.Geteuid() != 0 {
 		skipOrFail(t, "%s needs root: it switches to the test user after login", k.name)
 	}
+	prog := bin
+	if k.launcher != "" {
+		var err error
+		if prog, err = exec.LookPath(k.launcher); err != nil {
+			skipOrFail(t, "%s runs under %s, which is not installed; run integration/setup.sh", k.name, k.launcher)
+		}
+	}
 	acct := ensureTestAccount(t)
 
 	b := &backend{kind: k, port: controlPort(t, k), acct: acct, done: make(chan error, 1)}
@@ -141,7 +165,7 @@ func startBackend(t testing.TB, k *serverKind) *backend {
 		t.Fatal(err)
 	}
 	b.logs = append(b.logs, out.Name())
-	b.cmd = exec.Command(bin, args...)
+	b.cmd = exec.Command(prog, args...)
 	b.cmd.Dir = b.dir
 	// vsftpd reports start-up errors ("500 OOPS: ...") on file descriptor 0,
 	// where an inetd would have put the client: give it the log.
@@ -151,7 +175,7 @@ func startBackend(t testing.TB, k *serverKind) *backend {
 	// no cleanup, and the server must not outlive it (its session
 	// processes end when the proxy, gone too, closes their connections).
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if k == pureFTPd {
+	if k.syslog {
 		b.sysMark = syslogSink.mark()
 	}
 	if err := b.cmd.Start(); err != nil {
@@ -165,7 +189,7 @@ func startBackend(t testing.TB, k *serverKind) *backend {
 	t.Cleanup(func() {
 		b.stop(t)
 		if t.Failed() {
-			t.Logf("%s %s\n%s", bin, strings.Join(args, " "), b.logText())
+			t.Logf("%s %s\n%s", prog, strings.Join(args, " "), b.logText())
 		}
 	})
 	if err := b.waitReady(15 * time.Second); err != nil {
@@ -185,9 +209,9 @@ func (b *backend) waitReady(timeout time.Duration) error {
 			return fmt.Errorf("exited: %v", err)
 		default:
 		}
-		feats, err := askFeatures(b.addr)
+		feats, before, err := askFeaturesAs(b.addr, testUser, testPassword)
 		if err == nil {
-			b.features = feats
+			b.features, b.featBeforeLogin = feats, before
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -200,30 +224,51 @@ func (b *backend) waitReady(timeout time.Duration) error {
 // askFeatures connects to a plain FTP server, reads its greeting and
 // returns its FEAT list.
 func askFeatures(addr string) ([]string, error) {
+	feats, _, err := askFeaturesAs(addr, "", "")
+	return feats, err
+}
+
+// askFeaturesAs is askFeatures for a server that may refuse FEAT before
+// login with 530, as inetutils ftpd does: it then logs in as user and asks
+// again. before reports whether the server answered FEAT before login.
+func askFeaturesAs(addr, user, password string) (feats []string, before bool, err error) {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
 	r := ftpctl.NewReader(bufio.NewReader(conn), ftpctl.DefaultMaxLine)
 	greeting, err := r.ReadReply()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if greeting.Code != ftpctl.CodeReady {
-		return nil, fmt.Errorf("greeting %d %s", greeting.Code, greeting.Text())
+		return nil, false, fmt.Errorf("greeting %d %s", greeting.Code, greeting.Text())
 	}
-	if _, err := conn.Write([]byte("FEAT\r\n")); err != nil {
-		return nil, err
+	ask := func(line string) (ftpctl.Reply, error) {
+		if _, err := conn.Write([]byte(line + "\r\n")); err != nil {
+			return ftpctl.Reply{}, err
+		}
+		return r.ReadReply()
 	}
-	feat, err := r.ReadReply()
+	feat, err := ask("FEAT")
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	conn.Write([]byte("QUIT\r\n"))
-	r.ReadReply()
-	return ftpctl.ParseFeat(feat), nil
+	before = feat.Code != ftpctl.CodeNotLoggedIn
+	if !before && user != "" {
+		for _, line := range []string{"USER " + user, "PASS " + password} {
+			if _, err := ask(line); err != nil {
+				return nil, false, err
+			}
+		}
+		if feat, err = ask("FEAT"); err != nil {
+			return nil, false, err
+		}
+	}
+	ask("QUIT")
+	return ftpctl.ParseFeat(feat), before, nil
 }
 
 // stop ends the server with SIGTERM to its process group, as an init system
@@ -263,8 +308,8 @@ func (b *backend) logText() string {
 		}
 		fmt.Fprintf(&sb, "--- %s log %s ---\n%s\n", b.kind.name, filepath.Base(path), tailLines(string(data), 400))
 	}
-	if b.kind == pureFTPd {
-		fmt.Fprintf(&sb, "--- pure-ftpd syslog ---\n%s\n", tailLines(syslogSink.since(b.sysMark), 400))
+	if b.kind.syslog {
+		fmt.Fprintf(&sb, "--- %s syslog ---\n%s\n", b.kind.name, tailLines(syslogSink.since(b.sysMark), 400))
 	}
 	return sb.String()
 }
@@ -522,6 +567,63 @@ ExtendedLog %s ALL protocol
 	return []string{"--nodaemon", "--config", conf}
 }
 
+// configureInetutils: GNU inetutils ftpd as inetd runs it, a new process
+// for every connection with the socket as its standard input and output
+// (its own -D detaches and binds port 21 of every address). socat's fork
+// and nofork do what inetd's "nowait" does: the process gets the socket
+// itself, so getpeername, F_SETOWN and the Telnet Synch's urgent data
+// (SIGURG) reach ftpd as they would under inetd; without nofork socat
+// would relay through a socketpair and lose all three. socat is one process
+// group with its children, which stop ends like any other server.
+//
+// ftpd has no configuration file and no option for a user's root: it
+// chroots a user listed in /etc/ftpchroot into the passwd home, and lets
+// in only users whose shell /etc/shells lists. The test user's home is "/"
+// and its shell nologin, for vsftpd. Each session therefore starts in a
+// mount namespace of its own (unshare), where a read-only overlay puts
+// b.dir/etc on top of /etc: a passwd whose test user has b.home and
+// /bin/sh, and an ftpchroot naming it. Nothing outside changes, and
+// backends started at the same time each have their own. The password is
+// checked against /etc/shadow (-a default, crypt(3)): Debian's build also
+// offers PAM ("ftp" service), whose stock file comes only with the
+// installed package.
+func configureInetutils(t testing.TB, b *backend) []string {
+	etc := filepath.Join(b.dir, "etc")
+	if err := os.Mkdir(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	passwd, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(passwd), "\n")
+	for i, line := range lines {
+		if strings.HasPrefix(line, testUser+":") {
+			// name:password:uid:gid:gecos:home:shell
+			lines[i] = fmt.Sprintf("%s:x:%d:%d::%s:/bin/sh\n", testUser, b.acct.uid, b.acct.gid, b.home)
+		}
+	}
+	writeFile(t, filepath.Join(etc, "passwd"), strings.Join(lines, ""), 0o644)
+	writeFile(t, filepath.Join(etc, "ftpchroot"), testUser+"\n", 0o644)
+	ensureSyslogSink(t) // ftpd logs to syslog only
+	ftpd := filepath.Join(interopDir(), b.kind.pkg, b.kind.binary)
+	session := filepath.Join(b.dir, "ftpd-session")
+	// -l -l -d: every connection, file operation, command and reply to
+	// syslog; -u 022 as the other servers' umask.
+	writeFile(t, session, fmt.Sprintf(`#!/bin/sh
+# One inetutils ftpd session; its connection is standard input and output.
+if [ "$1" != in-namespace ]; then
+	exec unshare --mount -- "$0" in-namespace
+fi
+mount -t overlay ftpsgate-etc -o ro,lowerdir=%s:/etc /etc || exit 1
+exec %s -a default -l -l -d -u 022
+`, etc, ftpd), 0o755)
+	return []string{
+		fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", b.port),
+		"EXEC:" + session + ",nofork",
+	}
+}
+
 // syslogSink collects what programs send to /dev/log while no syslog daemon
 // listens there (as on CI): pure-ftpd writes its verbose log nowhere else.
 // The socket exists only while the tests run.
@@ -606,7 +708,9 @@ func (s *sinkBuffer) since(mark int) string {
 func startProxyFor(t testing.TB, b *backend) *proxyProc {
 	t.Helper()
 	p := startProxy(t, "--backend", b.addr)
-	if !b.hasFeature("SIZE") {
+	if !b.hasFeature("SIZE") || !b.featBeforeLogin {
+		// A backend that refuses FEAT before login (inetutils) teaches
+		// the checks nothing: nothing to wait for.
 		return p
 	}
 	deadline := time.Now().Add(15 * time.Second)

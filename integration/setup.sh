@@ -13,6 +13,9 @@
 #     daemon on port 21; unpacked, they run only when a test starts them, on
 #     loopback high ports, with the test's own configuration;
 #   - the shared libraries those unpacked servers load, with apt-get.
+#   - GNU inetutils ftpd (inetutils-ftpd), unpacked the same way, and socat,
+#     which runs it as inetd would: a new ftpd for every connection, the
+#     socket as its standard input and output.
 #
 # The tests find the servers under .cache/interop (or FTPSGATE_INTEROP_DIR).
 set -euo pipefail
@@ -31,6 +34,7 @@ cache="${FTPSGATE_INTEROP_DIR:-$repo/.cache/interop}"
 # configuration.
 packages=(
 	curl lftp python3 passwd redis-server chromium haproxy ftp-ssl
+	socat
 	libpam0g libpam-modules libpam-runtime
 	libcap2 libssl3 libwrap0 libsodium23 libcrypt1 libacl1
 	libhiredis0.14 libidn2-0 libmemcached11 libmemcachedutil2
@@ -42,6 +46,7 @@ declare -A servers=(
 	[vsftpd]=usr/sbin/vsftpd
 	[pure-ftpd]=usr/sbin/pure-ftpd
 	[proftpd-core]=usr/sbin/proftpd
+	[inetutils-ftpd]=usr/sbin/ftpd
 )
 
 say() { echo "setup.sh: $*"; }
@@ -118,7 +123,9 @@ for pkg in "${!servers[@]}"; do
 		status=1
 	fi
 done
-for tool in curl lftp python3 chromium haproxy ftp-ssl; do
+# unshare and mount (util-linux, essential in Debian) give each inetutils
+# ftpd its own /etc (servers_test.go, configureInetutils).
+for tool in curl lftp python3 chromium haproxy ftp-ssl socat unshare mount; do
 	command -v "$tool" >/dev/null || { say "$tool is not on PATH" >&2; status=1; }
 done
 if [ $status -eq 0 ]; then

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ftpsgate/ftpsgate/ftpctl"
 )
 
 // abortBackend is a scripted plain FTP backend for the orders in which real
@@ -43,6 +45,7 @@ func startAbortBackend(t *testing.T, retr func(ctl *bufio.ReadWriter, data net.C
 
 func (b *abortBackend) serve(conn net.Conn) {
 	defer conn.Close()
+	oobInline(conn) // as real servers: the Synch's DM stays in the stream
 	ctl := bufio.NewReadWriter(bufio.NewReader(conn), bufio.NewWriter(conn))
 	say := func(line string) { ctl.WriteString(line + "\r\n"); ctl.Flush() }
 	var pasv net.Listener
@@ -52,8 +55,8 @@ func (b *abortBackend) serve(conn net.Conn) {
 		if err != nil {
 			return
 		}
-		line = strings.TrimRight(line, "\r\n")
-		verb, _, _ := strings.Cut(line, " ")
+		cmd, _ := ftpctl.ParseCommand(strings.TrimRight(line, "\r\n")) // drops Telnet IP and Synch
+		verb := cmd.Verb
 		b.mu.Lock()
 		b.seen = append(b.seen, strings.ToUpper(verb))
 		b.mu.Unlock()

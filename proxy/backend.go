@@ -224,6 +224,45 @@ func (bc *backendConn) sendNow(cmd ftpctl.Command, timeout time.Duration) error 
 	return err
 }
 
+// Telnet commands (RFC 854) that make up the interrupt before ABOR.
+const (
+	telnetIAC = 0xFF // interpret as command
+	telnetIP  = 0xF4 // interrupt process
+	telnetDM  = 0xF2 // data mark: where the Synch ends
+)
+
+// sendAbort sends ABOR. With interrupt, for a backend still moving data, it
+// goes as RFC 959 section 4.1.3 asks: Telnet IP, then the Synch (IAC DM,
+// the DM sent as TCP urgent data), then the command. Such a server may
+// read its control connection only when told to: the urgent data raises
+// SIGURG, and inetutils ftpd (like BSD ftpd) reads ABOR in that handler and
+// answers 426 and 226 before it drops the data connection; sent as plain
+// bytes, ABOR stays unread until the data connection breaks. Servers strip
+// the Telnet bytes (they set SO_OOBINLINE, so the DM stays in the stream),
+// but pure-ftpd ignores such a line outside a transfer: without interrupt,
+// plain ABOR. Toward a TLS backend urgent data would bypass the TLS records
+// and corrupt them: it gets plain ABOR too.
+func (bc *backendConn) sendAbort(timeout time.Duration, interrupt bool) error {
+	abor := ftpctl.Command{Verb: "ABOR"}
+	tc, ok := bc.conn.(*net.TCPConn)
+	if !interrupt || bc.tls != nil || !ok {
+		return bc.send(abor, timeout)
+	}
+	bc.wait()
+	bc.prelim.Store(0)
+	tc.SetDeadline(time.Now().Add(timeout))
+	// IAC IP IAC in band, then DM alone as urgent data, as BSD ftp does: a
+	// one-byte urgent send cannot be cut short and leave the DM behind.
+	if _, err := tc.Write([]byte{telnetIAC, telnetIP, telnetIAC}); err != nil {
+		return err
+	}
+	if err := sendUrgent(tc, telnetDM); err != nil {
+		return err
+	}
+	_, err := tc.Write(abor.AppendTo(make([]byte, 0, 8)))
+	return err
+}
+
 // roundTrip sends cmd and returns its final reply, with any 1xx replies
 // before it dropped: for commands of the proxy's own, not the client's.
 func (bc *backendConn) roundTrip(cmd ftpctl.Command, timeout time.Duration) (ftpctl.Reply, error) {

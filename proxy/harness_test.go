@@ -234,6 +234,11 @@ func (rc *rawClient) expectClosed() {
 func (h *harness) backendVerbs() []string {
 	var verbs []string
 	for _, l := range h.backend.Commands() {
+		// As the backend parses it: without the Telnet Synch before ABOR.
+		if cmd, err := ftpctl.ParseCommand(l); err == nil {
+			verbs = append(verbs, cmd.Verb)
+			continue
+		}
 		v, _, _ := strings.Cut(l, " ")
 		verbs = append(verbs, strings.ToUpper(v))
 	}

@@ -34,3 +34,21 @@ func reuseAddr(_, _ string, rc syscall.RawConn) error {
 	})
 	return errors.Join(err, serr)
 }
+
+// sendUrgent sends b as TCP urgent data (MSG_OOB), the last byte of the
+// Telnet Synch (RFC 854). net.TCPConn has no way to send it.
+func sendUrgent(c *net.TCPConn, b byte) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Write(func(fd uintptr) bool {
+		serr = syscall.Sendto(int(fd), []byte{b}, syscall.MSG_OOB|syscall.MSG_NOSIGNAL, nil)
+		return serr != syscall.EAGAIN // else wait until writable, within the deadline
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}

@@ -169,20 +169,61 @@ func (s *session) readReplies() <-chan replyResult {
 	return ch
 }
 
+// abortGrace is how long a backend has to answer ABOR before the proxy
+// resets its data connection. The RFC 959 section 4.1.3 order is that the
+// backend learns of the abort first: inetutils ftpd, writing to a data
+// socket that was reset before it read ABOR, could die of SIGPIPE with
+// ABOR unread, and the kernel then resets the control connection too.
+// Servers that read ABOR during a transfer answer within a round trip;
+// vsftpd (async_abor_enable=NO) answers only once its data connection
+// breaks, and waits all of it every time: short, but long enough for a
+// retransmitted segment (Linux's minimum RTO is 200 ms).
+const abortGrace = 500 * time.Millisecond
+
 // abortTransfer handles ABOR during a transfer (RFC 959 section 4.1.3): the
-// backend is told, both data sockets close, and the client gets the
-// transfer's final reply (426 unless it had completed) and then ABOR's.
+// backend is told, both data sockets close once it has answered (or had
+// abortGrace to), and the client gets the transfer's final reply (426
+// unless it had completed) and then ABOR's.
 func (s *session) abortTransfer(cmd ftpctl.Command, dir direction, dc *dataChannel,
 	replies <-chan replyResult, final *ftpctl.Reply, began time.Time) error {
 	s.log.Info().Str("verb", cmd.Verb).Msg("transfer aborted by client")
-	if err := s.backend.send(ftpctl.Command{Verb: "ABOR"}, s.cfg.Timeouts.idle()); err != nil {
+	// Only a backend that may still be moving data needs interrupting.
+	moving := final == nil
+	select {
+	case <-dc.finished(dir):
+		moving = false
+	default:
+	}
+	if err := s.backend.sendAbort(s.cfg.Timeouts.idle(), moving); err != nil {
 		dc.abort()
 		return s.backendLost(err)
 	}
-	dc.abort()
+	// The data sockets go at the first of: the backend's first reply, the
+	// grace period, the data side ending by itself.
+	timer := time.NewTimer(abortGrace)
+	defer timer.Stop()
+	grace, dataDone := timer.C, dc.finished(dir)
+	cut := func() {
+		grace, dataDone = nil, nil
+		dc.abort()
+	}
 	finalAfterAbor := final == nil
 	for final == nil && replies != nil {
-		rr, ok := <-replies
+		var (
+			rr replyResult
+			ok bool
+		)
+		select {
+		case rr, ok = <-replies:
+		case <-grace:
+			s.log.Debug().Dur("grace", abortGrace).Msg("no reply to ABOR in time; resetting the data connections")
+			cut()
+			continue
+		case <-dataDone:
+			cut()
+			continue
+		}
+		cut()
 		if !ok {
 			break
 		}
@@ -199,6 +240,9 @@ func (s *session) abortTransfer(cmd ftpctl.Command, dir direction, dc *dataChann
 		// connection is cut.
 		s.log.Debug().Int("code", int(rr.rep.Code)).Str("text", rr.rep.Text()).Msg("preliminary reply after ABOR dropped")
 	}
+	// A backend that had sent its final reply before ABOR is done with its
+	// data socket: the loop did not run.
+	dc.abort()
 	rep := ftpctl.NewReply(ftpctl.CodeTransferAborted, "Transfer aborted.")
 	if final != nil && final.Code.Class() != ftpctl.ClassCompletion {
 		rep = *final

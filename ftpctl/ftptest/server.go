@@ -297,6 +297,7 @@ func (s *Server) serve(ln net.Listener) {
 			continue
 		}
 		delay = 0
+		oobInline(conn)
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
