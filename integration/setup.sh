@@ -4,8 +4,10 @@
 #
 #   - the clients, with apt-get: curl, lftp, python3 (ftplib is stdlib),
 #     netkit's ftp-ssl (OpenSSL, ends data connections without
-#     close_notify), and chromium, which loads the admin status page
-#     headless;
+#     close_notify), wget and rclone, and chromium, which loads the admin
+#     status page headless;
+#   - Node's basic-ftp, with npm, pinned, into .cache/node at the
+#     repository root (or FTPSGATE_NODE_DIR): nothing global changes;
 #   - the FTP servers vsftpd, pure-ftpd and proftpd-core, fetched with
 #     `apt-get download` and unpacked with `dpkg -x` into .cache/interop/NAME
 #     at the repository root. Debian's FTP server packages conflict with each
@@ -22,6 +24,11 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${FTPSGATE_INTEROP_DIR:-$repo/.cache/interop}"
+node_dir="${FTPSGATE_NODE_DIR:-$repo/.cache/node}"
+
+# basic-ftp, the Node.js FTP client of TestMoreClients, at this exact
+# version (6.x supports Node.js 10 and later).
+basic_ftp_version=6.2.6
 
 # Packages installed normally: the clients, and the libraries the unpacked
 # servers link against (from the Depends of vsftpd, pure-ftpd and
@@ -31,10 +38,10 @@ cache="${FTPSGATE_INTEROP_DIR:-$repo/.cache/interop}"
 # conflict with anything, so it is installed, not unpacked; policy-rc.d
 # keeps its service from starting); so is haproxy, the L4 balancer that
 # the PROXY protocol test starts in front of the proxy with its own
-# configuration.
+# configuration. wget and rclone are clients of TestMoreClients.
 packages=(
 	curl lftp python3 passwd redis-server chromium haproxy ftp-ssl
-	socat
+	socat wget rclone
 	libpam0g libpam-modules libpam-runtime
 	libcap2 libssl3 libwrap0 libsodium23 libcrypt1 libacl1
 	libhiredis0.14 libidn2-0 libmemcached11 libmemcachedutil2
@@ -112,6 +119,23 @@ for pkg in "${!servers[@]}"; do
 	say "unpacked $pkg into $dest"
 done
 
+# Node.js and npm come with the machine (NodeSource's nodejs 20 has npm
+# inside); only where they are missing are Debian's nodejs and npm
+# installed. basic-ftp goes into node_dir, not into a global folder.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+	ensure_policy_rc_d
+	apt_update_once
+	say "apt-get install nodejs npm"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if [ "$(node -p 'require(process.argv[1]).version' "$node_dir/node_modules/basic-ftp/package.json" 2>/dev/null)" = "$basic_ftp_version" ]; then
+	say "basic-ftp $basic_ftp_version already installed in $node_dir"
+else
+	mkdir -p "$node_dir"
+	say "npm install basic-ftp@$basic_ftp_version into $node_dir"
+	npm install --prefix "$node_dir" --save-exact --no-audit --no-fund --loglevel=error "basic-ftp@$basic_ftp_version"
+fi
+
 # Every server must load: a missing library shows up here, not as a
 # puzzling test failure.
 status=0
@@ -125,10 +149,11 @@ for pkg in "${!servers[@]}"; do
 done
 # unshare and mount (util-linux, essential in Debian) give each inetutils
 # ftpd its own /etc (servers_test.go, configureInetutils).
-for tool in curl lftp python3 chromium haproxy ftp-ssl socat unshare mount; do
+for tool in curl lftp python3 chromium haproxy ftp-ssl socat unshare mount wget rclone node; do
 	command -v "$tool" >/dev/null || { say "$tool is not on PATH" >&2; status=1; }
 done
 if [ $status -eq 0 ]; then
 	say "ready: $(lftp --version | head -1); $(curl --version | head -1 | cut -d' ' -f1-2); $(python3 --version)"
+	say "ready: $(wget --version | head -1 | cut -d' ' -f1-3); $(rclone version | head -1); node $(node --version), basic-ftp $basic_ftp_version"
 fi
 exit $status
