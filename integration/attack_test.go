@@ -23,6 +23,7 @@ import (
 
 	"github.com/ftpsgate/ftpsgate/ftpctl"
 	"github.com/ftpsgate/ftpsgate/ftpctl/ftptest"
+	"github.com/ftpsgate/ftpsgate/tlsoffload/pebbletest"
 )
 
 // TestAttacks is issue 15's attack table end to end: the built binary with
@@ -44,17 +45,6 @@ func TestAttacks(t *testing.T) {
 	t.Run("long-lines", testLongLines)
 	t.Run("stock-ftplib", testStockFtplib)
 	t.Run("hostile-names", testHostileNames)
-}
-
-// freePort returns a loopback port nothing listens on now.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // thief connects again and again, from src, to a passive port of the
@@ -149,15 +139,9 @@ func ownSession(t *testing.T, p *proxyProc, src, user, password string) *tls.Con
 	t.Helper()
 	c := dialFrom(t, src, p.explicit)
 	c.expect(220)
-	c.cmd("AUTH TLS", 234)
 	cfg := &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(4)}
-	tc := tls.Client(c.conn, cfg)
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	c.conn, c.r = tc, ftpctl.NewReader(bufio.NewReader(tc), 0)
-	c.cmd("USER "+user, 331)
-	c.cmd("PASS "+password, 230) // the TLS 1.3 ticket comes with this read
+	c.secure(cfg)
+	c.login(user, password) // the TLS 1.3 ticket comes with these reads
 	return cfg
 }
 
@@ -204,7 +188,7 @@ var victims = []victim{
 // transfers fail with 522.
 func testDataThief(t *testing.T, k *serverKind) {
 	b := startBackend(t, k)
-	port := freePort(t)
+	port := pebbletest.FreePort(t)
 	p := startProxy(t, "--backend", b.addr, "--passive-ports", fmt.Sprintf("%d-%d", port, port))
 	ticket := ownSession(t, p, "127.0.0.1", testUser, testPassword)
 	th := startThief(t, fmt.Sprintf("127.0.0.1:%d", port), "127.0.0.1", ticket)
@@ -245,7 +229,7 @@ func testIPv6PASVThief(t *testing.T) {
 		ln.Close()
 	}
 	b := startBackend(t, vsftpd)
-	port := freePort(t)
+	port := pebbletest.FreePort(t)
 	p := startProxy(t, "--backend", b.addr, "--listen", "[::1]:0", "--implicit-listen", "[::1]:0",
 		"--public-host", "127.0.0.1", "--passive-ports", fmt.Sprintf("%d-%d", port, port))
 	th := startThief(t, fmt.Sprintf("127.0.0.1:%d", port), "127.0.0.2", &tls.Config{InsecureSkipVerify: true})
@@ -271,14 +255,8 @@ func testIPv6PASVThief(t *testing.T) {
 	// PROT C: nothing could tell the client's data connection from anyone's.
 	c := dialFrom(t, "::1", p.explicit)
 	c.expect(220)
-	c.cmd("AUTH TLS", 234)
-	tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true})
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	c.conn, c.r = tc, ftpctl.NewReader(bufio.NewReader(tc), 0)
-	c.cmd("USER "+testUser, 331)
-	c.cmd("PASS "+testPassword, 230)
+	c.secure(nil)
+	c.login(testUser, testPassword)
 	if rep := c.cmd("PASV", 522); !strings.Contains(rep.Text(), "EPSV") {
 		t.Errorf("PASV over IPv6 under PROT C: %q does not point to EPSV", rep.Text())
 	}
@@ -296,15 +274,9 @@ func testUserAfterLogin(t *testing.T) {
 	p := startProxy(t, "--backend", b.addr)
 	c := dialFrom(t, "127.0.0.1", p.explicit)
 	c.expect(220)
-	c.cmd("AUTH TLS", 234)
 	cfg := &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(4)}
-	tc := tls.Client(c.conn, cfg)
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	c.conn, c.r = tc, ftpctl.NewReader(bufio.NewReader(tc), 0)
-	c.cmd("USER "+testUser, 331)
-	c.cmd("PASS "+testPassword, 230)
+	c.secure(cfg)
+	c.login(testUser, testPassword)
 	c.cmd("USER root", 530)
 	c.cmd("PASS anything", 503)
 	c.cmd("PBSZ 0", 200)
@@ -433,23 +405,17 @@ func testPortHoarding(t *testing.T) {
 	needTool(t, "curl")
 	b := startBackend(t, vsftpd)
 	writeFile(t, filepath.Join(b.home, "f.txt"), "through a free port\n", 0o644)
-	first := freePort(t)
+	first := pebbletest.FreePort(t)
 	for first > 65000 { // room for 20 ports above it
-		first = freePort(t)
+		first = pebbletest.FreePort(t)
 	}
 	p := startProxy(t, "--backend", b.addr, "--passive-ports", fmt.Sprintf("%d-%d", first, first+19))
 	held := 0
 	for range 17 {
 		c := dialFrom(t, "127.0.0.1", p.explicit)
 		c.expect(220)
-		c.cmd("AUTH TLS", 234)
-		tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true})
-		if err := tc.Handshake(); err != nil {
-			t.Fatal(err)
-		}
-		c.conn, c.r = tc, ftpctl.NewReader(bufio.NewReader(tc), 0)
-		c.cmd("USER "+testUser, 331)
-		c.cmd("PASS "+testPassword, 230)
+		c.secure(nil)
+		c.login(testUser, testPassword)
 		c.send("EPSV")
 		rep, err := c.r.ReadReply()
 		if err != nil {
@@ -489,12 +455,7 @@ func testLongLines(t *testing.T) {
 		c.conn.SetDeadline(time.Now().Add(20 * time.Second)) // the idle timeout is 5 minutes
 		c.expect(220)
 		if secure {
-			c.cmd("AUTH TLS", 234)
-			tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true})
-			if err := tc.Handshake(); err != nil {
-				t.Fatal(err)
-			}
-			c.conn, c.r = tc, ftpctl.NewReader(bufio.NewReader(tc), 0)
+			c.secure(nil)
 		}
 		go io.WriteString(c.conn, "USER "+long) // the proxy stops reading it
 		c.expect(500)
@@ -608,7 +569,7 @@ func testHostileNames(t *testing.T) {
 	t.Cleanup(b.Close)
 	dir := t.TempDir()
 	xferlog := filepath.Join(dir, "xferlog")
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	admin := fmt.Sprintf("127.0.0.1:%d", pebbletest.FreePort(t))
 	cfg := filepath.Join(dir, "ftpsgate.toml")
 	writeFile(t, cfg, fmt.Sprintf("[log]\nxferlog = %q\n\n[admin]\nlisten = %q\n\n[[backend]]\naddress = %q\n",
 		xferlog, admin, b.Addr()), 0o600)
@@ -617,14 +578,8 @@ func testHostileNames(t *testing.T) {
 	for _, h := range sent {
 		c := dialFrom(t, "127.0.0.1", p.explicit)
 		c.expect(220)
-		c.cmd("AUTH TLS", 234)
-		tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true})
-		if err := tc.Handshake(); err != nil {
-			t.Fatal(err)
-		}
-		c.conn, c.r = tc, ftpctl.NewReader(bufio.NewReader(tc), 0)
-		c.cmd("USER "+h.in, 331)
-		c.cmd("PASS pw", 230)
+		c.secure(nil)
+		c.login(h.in, "pw")
 		port, err := ftpctl.ParseEPSV(c.cmd("EPSV", 229).Text())
 		if err != nil {
 			t.Fatal(err)

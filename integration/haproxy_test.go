@@ -259,14 +259,8 @@ proxy_protocol = "v2"
 func thiefTakesPort(t *testing.T, p *proxyProc, backend *ftptest.Server) {
 	rc := dialFrom(t, clientHost, fmt.Sprintf("%s:%d", lbHost, haproxyCtlPort))
 	rc.expect(220)
-	rc.cmd("AUTH TLS", 234)
-	tc := tls.Client(rc.conn, &tls.Config{InsecureSkipVerify: true})
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	rc.conn, rc.r = tc, ftpctl.NewReader(bufio.NewReader(tc), 0)
-	rc.cmd("USER curl", 331)
-	rc.cmd("PASS curl-pw", 230)
+	rc.secure(nil)
+	rc.login("curl", "curl-pw")
 	rep := rc.cmd("EPSV", 229)
 	port, err := ftpctl.ParseEPSV(rep.Text())
 	if err != nil {
@@ -308,6 +302,28 @@ func dialFrom(t *testing.T, src, addr string) *ctlClient {
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(time.Minute))
 	return &ctlClient{t: t, conn: c, r: ftpctl.NewReader(bufio.NewReader(c), 0)}
+}
+
+// secure runs AUTH TLS and the TLS handshake with cfg (nil: any
+// certificate, no session cache); replies are read through TLS after.
+func (c *ctlClient) secure(cfg *tls.Config) {
+	c.t.Helper()
+	if cfg == nil {
+		cfg = &tls.Config{InsecureSkipVerify: true}
+	}
+	c.cmd("AUTH TLS", 234)
+	tc := tls.Client(c.conn, cfg)
+	if err := tc.Handshake(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.conn, c.r = tc, ftpctl.NewReader(bufio.NewReader(tc), 0)
+}
+
+// login sends USER and PASS and expects 230.
+func (c *ctlClient) login(user, password string) {
+	c.t.Helper()
+	c.cmd("USER "+user, 331)
+	c.cmd("PASS "+password, 230)
 }
 
 func (c *ctlClient) send(line string) {

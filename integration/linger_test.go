@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"crypto/tls"
 	"io"
 	"net"
@@ -36,15 +35,9 @@ func TestDataOpenUntil226(t *testing.T) {
 			p := startProxyFor(t, b)
 			c := dialFrom(t, "127.0.0.1", p.explicit)
 			c.expect(220)
-			c.cmd("AUTH TLS", 234)
 			cfg := &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(4)}
-			tc := tls.Client(c.conn, cfg)
-			if err := tc.Handshake(); err != nil {
-				t.Fatal(err)
-			}
-			c.conn, c.r = tc, ftpctl.NewReader(bufio.NewReader(tc), 0)
-			c.cmd("USER "+testUser, 331)
-			c.cmd("PASS "+testPassword, 230)
+			c.secure(cfg)
+			c.login(testUser, testPassword)
 			c.cmd("TYPE I", 200)
 			c.cmd("PBSZ 0", 200)
 			c.cmd("PROT P", 200)
@@ -67,7 +60,7 @@ func TestDataOpenUntil226(t *testing.T) {
 				if err != nil || len(got) != len(want) {
 					t.Fatalf("file %d: %d bytes, %v", i, len(got), err)
 				}
-				tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+				c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 				rep, err := c.r.ReadReply()
 				took := time.Since(began)
 				raw.Close() // only now

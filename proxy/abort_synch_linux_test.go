@@ -219,7 +219,7 @@ func readSynchOOB(c *net.TCPConn) (int, error) {
 // or, like vsftpd, only once its data connection has broken (deaf). It
 // then answers 426 and 226, closing the data connection in between.
 type synchBackend struct {
-	ln   net.Listener
+	*fakeBackend
 	deaf bool
 
 	mu          sync.Mutex
@@ -229,21 +229,8 @@ type synchBackend struct {
 }
 
 func startSynchBackend(t *testing.T, deaf bool) *synchBackend {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &synchBackend{ln: ln, deaf: deaf}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go b.serve(conn.(*net.TCPConn))
-		}
-	}()
+	b := &synchBackend{deaf: deaf}
+	b.fakeBackend = startFakeBackend(t, func(c net.Conn) { b.serve(c.(*net.TCPConn)) })
 	return b
 }
 
@@ -360,7 +347,7 @@ func TestAbortInterruptsBackend(t *testing.T) {
 			t.Parallel()
 			backend := startSynchBackend(t, c.deaf)
 			h := newHarness(t, func(cfg *Config) {
-				cfg.Backends = []Backend{{Address: backend.ln.Addr().String(), Name: "synch"}}
+				cfg.Backends = []Backend{{Address: backend.addr(), Name: "synch"}}
 				cfg.Health.Disabled = true
 			}, nil)
 			rc := h.rawTLS()

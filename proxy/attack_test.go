@@ -40,16 +40,9 @@ func TestAttacks(t *testing.T) {
 	// and returns what it read and the final reply.
 	download := func(t *testing.T, rc *rawClient, raw net.Conn) ([]byte, ftpctl.Reply) {
 		t.Helper()
-		defer raw.Close()
-		raw.SetDeadline(time.Now().Add(30 * time.Second))
 		rc.send("RETR f")
 		rc.expect(150)
-		got, _ := io.ReadAll(tls.Client(raw, rc.tls))
-		rep, err := rc.r.ReadReply()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return got, rep
+		return received(t, rc, raw)
 	}
 	// whole fails the test unless the victim got the whole file and 226.
 	whole := func(t *testing.T, got []byte, rep ftpctl.Reply) {
@@ -57,6 +50,17 @@ func TestAttacks(t *testing.T) {
 		if rep.Code != ftpctl.CodeTransferComplete || !bytes.Equal(got, secret) {
 			t.Errorf("victim: %d bytes of %d, %d %q", len(got), len(secret), rep.Code, rep.Lines)
 		}
+	}
+	// lateIntact connects to addr only once the 150 is in, as some clients
+	// do, and checks that the file arrives whole.
+	lateIntact := func(t *testing.T, rc *rawClient, addr string) {
+		t.Helper()
+		raw, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, rep := received(t, rc, raw)
+		whole(t, got, rep)
 	}
 	// intact downloads the file over raw and checks it is whole.
 	intact := func(t *testing.T, rc *rawClient, raw net.Conn) {
@@ -177,18 +181,7 @@ func TestAttacks(t *testing.T) {
 			again, second := thief(t, addr, "127.0.0.1", keeper)
 			h.refusedFrom(second)
 			robbed(t, again)
-			raw, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer raw.Close()
-			raw.SetDeadline(time.Now().Add(30 * time.Second))
-			got, _ := io.ReadAll(tls.Client(raw, rc.tls))
-			rep, err := rc.r.ReadReply()
-			if err != nil {
-				t.Fatal(err)
-			}
-			whole(t, got, rep)
+			lateIntact(t, rc, addr)
 		}},
 		{name: "racer spoils the port before the victim connects", run: func(t *testing.T, h *harness) {
 			rc := victim(h)
@@ -200,18 +193,7 @@ func TestAttacks(t *testing.T) {
 			// The racer's connection fails its check first; the victim
 			// connects only then, as clients that connect after 150 do.
 			logged(t, h, "data connection TLS handshake failed: refused")
-			raw, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer raw.Close()
-			raw.SetDeadline(time.Now().Add(30 * time.Second))
-			got, _ := io.ReadAll(tls.Client(raw, rc.tls))
-			rep, err := rc.r.ReadReply()
-			if err != nil {
-				t.Fatal(err)
-			}
-			whole(t, got, rep)
+			lateIntact(t, rc, addr)
 		}},
 		{name: "USER after login renames the session", cfg: func(c *Config) {
 			c.OnTransfer = func(e TransferEvent) {
@@ -388,6 +370,20 @@ func TestAttacks(t *testing.T) {
 			tc.run(t, h)
 		})
 	}
+}
+
+// received reads a PROT P download over raw, the client's data connection,
+// to its end, then the transfer's final reply.
+func received(t *testing.T, rc *rawClient, raw net.Conn) ([]byte, ftpctl.Reply) {
+	t.Helper()
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(30 * time.Second))
+	got, _ := io.ReadAll(tls.Client(raw, rc.tls))
+	rep, err := rc.r.ReadReply()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, rep
 }
 
 // TestAttackIPv6PASV: an IPv6 client's PASV is answered with public_host,

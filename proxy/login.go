@@ -328,11 +328,7 @@ func (s *session) affinityKey(p *pool) string {
 	case SourceAffinity:
 		return p.name + "|ip:" + s.clientIP.String()
 	case UserAffinity:
-		name := s.user
-		if s.phase != phaseLoggedIn {
-			name = s.tried
-		}
-		return p.name + "|user:" + name
+		return p.name + "|user:" + s.routedName()
 	}
 	return ""
 }

@@ -216,10 +216,8 @@ func boundConfig(base *tls.Config, sessionID string) *tls.Config {
 		return c.EncryptTicket(cs, ss)
 	}
 	c.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
-		ss, err := c.DecryptTicket(identity, cs)
-		if err != nil {
-			return nil, nil // not ours, or from a key no longer kept: full handshake
-		}
+		// nil when not ours, or from a key no longer kept: a full handshake.
+		ss, _ := c.DecryptTicket(identity, cs)
 		return ss, nil
 	}
 	return c
